@@ -1,0 +1,545 @@
+/* The dispatcher: socket methods (S1-S13), event translation (D6-D9), the
+ * guards of one dispatch (L11, L13, L14) and the default handlers (D12-D19). */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* L15 */
+bool ac__is_disconnected(int err)
+{
+    return err == ECONNRESET || err == ENOTCONN || err == ESHUTDOWN || err == ECONNABORTED ||
+           err == EPIPE || err == EBADF;
+}
+
+int ac__set_addr(ac_dispatcher *d, const struct sockaddr *a, socklen_t len)
+{
+    struct sockaddr *copy = malloc(len ? len : 1);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, a, len);
+    free(d->addr);
+    d->addr = copy;
+    d->addrlen = len;
+    return 0;
+}
+
+/* ------------------------------------------------------ getting a socket */
+
+int ac_set_socket(ac_dispatcher *d, int fd)
+{
+    if (d->closed)
+        return -EBADF;
+    if (fd < 0)
+        return -EBADF;
+    ac__unregister(d);
+    d->fd = fd;
+    return ac__register(d);
+}
+
+int ac_create_socket(ac_dispatcher *d, int family, int type)
+{
+    if (d->closed)
+        return -EBADF;
+    int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return AC__RAISE(d, errno, "socket");
+    if (d->fd >= 0) { /* deviation from W16: do not leak the old socket */
+        ac__unregister(d);
+        close(d->fd);
+        d->fd = -1;
+    }
+    d->family = family;
+    d->type = type;
+    int rc = ac_set_socket(d, fd);
+    if (rc < 0) {
+        close(fd);
+        d->fd = -1;
+    }
+    return rc;
+}
+
+int ac_attach(ac_dispatcher *d, int fd)
+{
+    if (d->closed || fd < 0)
+        return -EBADF;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return AC__RAISE(d, errno, "fcntl");
+    int rc = ac_set_socket(d, fd);
+    if (rc < 0) {
+        d->fd = -1;
+        return rc;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+        rc = ac__set_addr(d, (struct sockaddr *)&ss, len);
+        if (rc == 0)
+            d->connected = true;
+    } else if (errno != ENOTCONN && errno != EINVAL) {
+        rc = AC__RAISE(d, errno, "getpeername"); /* D4: construction fails */
+    }
+    if (rc < 0) {
+        ac__unregister(d);
+        d->fd = -1;
+        return rc;
+    }
+    ac__touch(d);
+    return 0;
+}
+
+int ac_add_channel(ac_dispatcher *d)
+{
+    if (d->fd < 0)
+        return -EBADF;
+    return ac__register(d);
+}
+
+int ac_del_channel(ac_dispatcher *d)
+{
+    if (d->fd < 0)
+        return -EBADF;
+    ac__unregister(d);
+    return 0;
+}
+
+/* ----------------------------------------------------- socket methods */
+
+void ac_set_reuse_addr(ac_dispatcher *d)
+{
+    int on = 1;
+    (void)setsockopt(d->fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+}
+
+int ac_bind(ac_dispatcher *d, const struct sockaddr *addr, socklen_t len)
+{
+    int rc = ac__set_addr(d, addr, len); /* S6: addr first */
+    if (rc < 0)
+        return rc;
+    if (bind(d->fd, addr, len) < 0)
+        return AC__RAISE(d, errno, "bind");
+    return 0;
+}
+
+int ac_listen(ac_dispatcher *d, int backlog)
+{
+    d->accepting = true; /* S5: before the call, kept if it fails */
+    ac__touch(d);
+    if (listen(d->fd, backlog) < 0)
+        return AC__RAISE(d, errno, "listen");
+    return 0;
+}
+
+int ac_connect(ac_dispatcher *d, const struct sockaddr *addr, socklen_t len)
+{
+    d->connected = false;
+    d->connecting = true;
+    ac__touch(d);
+    int err = connect(d->fd, addr, len) == 0 ? 0 : errno;
+    /* S7; EINTR counts as in progress (W20, allowed deviation). */
+    if (err == EINPROGRESS || err == EALREADY || err == EAGAIN || err == EWOULDBLOCK ||
+        err == EINTR)
+        return ac__set_addr(d, addr, len);
+    if (err == 0 || err == EISCONN) {
+        int rc = ac__set_addr(d, addr, len);
+        return rc < 0 ? rc : ac_handle_connect_event(d);
+    }
+    return AC__RAISE(d, err, "connect");
+}
+
+int ac_accept(ac_dispatcher *d, struct sockaddr *addr, socklen_t *len)
+{
+    for (;;) {
+        int fd = accept4(d->fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        if (errno == EINTR)
+            continue;
+        /* S9: these three mean "nothing" */
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
+            return -EAGAIN;
+        return AC__RAISE(d, errno, "accept");
+    }
+}
+
+/* S10 for one or more buffers: the buffered sender uses it for its chain. */
+ssize_t ac__sendv(ac_dispatcher *d, const struct iovec *iov, int iovcnt)
+{
+    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    for (;;) {
+        ssize_t n = d->is_file ? writev(d->fd, iov, iovcnt) : sendmsg(d->fd, &msg, MSG_NOSIGNAL);
+        if (n >= 0) {
+            if (n > 0 && d->idle)
+                ac__idle_activity(d);
+            return n;
+        }
+        if (errno == EINTR)
+            continue;
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK)
+            return 0;
+        if (ac__is_disconnected(err)) {
+            int rc = AC__FN(d, handle_close)(d);
+            return rc < 0 ? rc : 0;
+        }
+        return AC__RAISE(d, err, "send");
+    }
+}
+
+ssize_t ac_send(ac_dispatcher *d, const void *buf, size_t len)
+{
+    struct iovec iov = {(void *)buf, len};
+    return ac__sendv(d, &iov, 1);
+}
+
+ssize_t ac_recv(ac_dispatcher *d, void *buf, size_t len)
+{
+    if (len == 0)
+        return AC__RAISE(d, EINVAL, "recv"); /* W21, allowed deviation */
+    for (;;) {
+        ssize_t n = d->is_file ? read(d->fd, buf, len) : recv(d->fd, buf, len, 0);
+        if (n > 0) {
+            if (d->idle)
+                ac__idle_activity(d);
+            return n;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        /* S11: EOF and the disconnected set close; EAGAIN propagates (W9). */
+        if (n == 0 || ac__is_disconnected(errno)) {
+            int rc = AC__FN(d, handle_close)(d);
+            return rc < 0 ? rc : 0;
+        }
+        return AC__RAISE(d, errno, "recv");
+    }
+}
+
+ssize_t ac_sendto(ac_dispatcher *d, const void *buf, size_t len, const struct sockaddr *to,
+                  socklen_t tolen)
+{
+    for (;;) {
+        ssize_t n = sendto(d->fd, buf, len, MSG_NOSIGNAL, to, tolen);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return AC__RAISE(d, errno, "sendto");
+    }
+}
+
+ssize_t ac_recvfrom(ac_dispatcher *d, void *buf, size_t len, struct sockaddr *from,
+                    socklen_t *fromlen)
+{
+    for (;;) {
+        ssize_t n = recvfrom(d->fd, buf, len, 0, from, fromlen);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return AC__RAISE(d, errno, "recvfrom");
+    }
+}
+
+int ac_shutdown(ac_dispatcher *d, int how)
+{
+    if (shutdown(d->fd, how) < 0)
+        return AC__RAISE(d, errno, "shutdown");
+    return 0;
+}
+
+int ac_socket_error(ac_dispatcher *d)
+{
+    if (d->is_file && d->fd >= 0)
+        return 0; /* F3 */
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return AC__RAISE(d, errno, "SO_ERROR");
+    return err;
+}
+
+int ac_close(ac_dispatcher *d)
+{
+    if (d->closed)
+        return 0;
+    d->connected = d->accepting = d->connecting = false;
+    ac__unregister(d); /* out of the poller before the close (X8) */
+    ac__idle_release(d);
+    int rc = 0;
+    if (d->fd >= 0) {
+        /* Never retry close() on EINTR: the descriptor is gone (X11). */
+        if (close(d->fd) < 0 && errno != ENOTCONN && errno != EBADF && errno != EINTR)
+            rc = AC__RAISE(d, errno, "close");
+        d->fd = -1;
+    }
+    d->closed = true;
+    ac__bury(d);
+    return rc;
+}
+
+/* ------------------------------------------------------------- state */
+
+bool ac_is_connected(const ac_dispatcher *d) { return d->connected; }
+bool ac_is_accepting(const ac_dispatcher *d) { return d->accepting; }
+bool ac_is_connecting(const ac_dispatcher *d) { return d->connecting; }
+bool ac_is_closing(const ac_dispatcher *d) { return d->closing; }
+bool ac_is_closed(const ac_dispatcher *d) { return d->closed; }
+
+void ac_set_connected(ac_dispatcher *d, bool on)
+{
+    d->connected = on;
+    ac__touch(d);
+}
+
+void ac_set_accepting(ac_dispatcher *d, bool on)
+{
+    d->accepting = on;
+    ac__touch(d);
+}
+
+void ac_set_connecting(ac_dispatcher *d, bool on)
+{
+    d->connecting = on;
+    ac__touch(d);
+}
+
+void ac_set_closing(ac_dispatcher *d, bool on) { d->closing = on; }
+
+int ac_fd(const ac_dispatcher *d) { return d->fd; }
+
+const struct sockaddr *ac_addr(const ac_dispatcher *d, socklen_t *len)
+{
+    if (len)
+        *len = d->addr ? d->addrlen : 0;
+    return d->addr;
+}
+
+int ac_family(const ac_dispatcher *d) { return d->family; }
+int ac_socktype(const ac_dispatcher *d) { return d->type; }
+void *ac_user(const ac_dispatcher *d) { return d->user; }
+void ac_set_user(ac_dispatcher *d, void *user) { d->user = user; }
+ac_map *ac_map_of(const ac_dispatcher *d) { return d->map; }
+const ac_handlers *ac_handlers_of(const ac_dispatcher *d) { return d->h; }
+void ac_set_debug(ac_dispatcher *d, bool on) { d->debug = on; }
+
+void ac_set_reading(ac_dispatcher *d, bool on)
+{
+    d->read_paused = !on;
+    ac__touch(d);
+}
+
+/* ------------------------------------------------------------- events */
+
+int ac_handle_connect_event(ac_dispatcher *d)
+{
+    int err = ac_socket_error(d);
+    if (err < 0)
+        return err;
+    if (err > 0)
+        return AC__RAISE(d, err, "connect"); /* D8: flags unchanged */
+    int rc = AC__FN(d, handle_connect)(d);
+    if (rc < 0)
+        return rc;
+    /* D8: set after handle_connect returns, even if it closed d (W11). */
+    d->connected = true;
+    d->connecting = false;
+    ac__touch(d);
+    return 0;
+}
+
+int ac_handle_read_event(ac_dispatcher *d)
+{
+    if (d->accepting)
+        return AC__FN(d, handle_accept)(d);
+    if (!d->connected && d->connecting) {
+        int rc = ac_handle_connect_event(d);
+        if (rc < 0)
+            return rc;
+    }
+    return AC__FN(d, handle_read)(d);
+}
+
+int ac_handle_write_event(ac_dispatcher *d)
+{
+    if (d->accepting)
+        return 0; /* D7: dropped */
+    if (!d->connected && d->connecting) {
+        int rc = ac_handle_connect_event(d);
+        if (rc < 0)
+            return rc;
+    }
+    return AC__FN(d, handle_write)(d);
+}
+
+int ac_handle_expt_event(ac_dispatcher *d)
+{
+    int err = ac_socket_error(d);
+    if (err < 0)
+        return err;
+    return err ? AC__FN(d, handle_close)(d) : AC__FN(d, handle_expt)(d);
+}
+
+/* Pass a failure to handle_error, making sure it is the current one. */
+int ac__route_error(ac_dispatcher *d, int rc, const char *op)
+{
+    ac_error *e = &d->map->err;
+    if (e->err != -rc)
+        *e = (ac_error){.err = -rc, .op = op};
+    return AC__FN(d, handle_error)(d, e);
+}
+
+/* L11: one guarded select-style dispatch.  Every failure but the exit
+ * request goes to handle_error; what handle_error returns leaves the loop. */
+static int guard_select(ac_dispatcher *d, int rc, const char *op)
+{
+    if (rc >= 0 || rc == AC_EXIT_NOW)
+        return rc > 0 ? 0 : rc;
+    return ac__route_error(d, rc, op);
+}
+
+int ac_read(ac_dispatcher *d)
+{
+    return guard_select(d, ac_handle_read_event(d), "handle_read_event");
+}
+
+int ac_write(ac_dispatcher *d)
+{
+    return guard_select(d, ac_handle_write_event(d), "handle_write_event");
+}
+
+int ac_exception(ac_dispatcher *d)
+{
+    return guard_select(d, ac_handle_expt_event(d), "handle_expt_event");
+}
+
+/* L13/L14: the steps in order, no re-check between them (not even after a
+ * close, W7); the first failure skips the rest and is routed by errno. */
+int ac_readwrite(ac_dispatcher *d, short revents)
+{
+    int rc = 0;
+    const char *op = "readwrite";
+    if (revents & POLLIN) {
+        rc = ac_handle_read_event(d);
+        op = "handle_read_event";
+    }
+    if (rc >= 0 && !d->map->exit_rc && (revents & POLLOUT)) {
+        rc = ac_handle_write_event(d);
+        op = "handle_write_event";
+    }
+    if (rc >= 0 && !d->map->exit_rc && (revents & POLLPRI)) {
+        rc = ac_handle_expt_event(d);
+        op = "handle_expt_event";
+    }
+    if (rc >= 0 && !d->map->exit_rc && (revents & (POLLHUP | POLLERR | POLLNVAL))) {
+        rc = AC__FN(d, handle_close)(d);
+        op = "handle_close";
+    }
+    if (rc >= 0 || rc == AC_EXIT_NOW)
+        return rc > 0 ? 0 : rc;
+    if (ac__is_disconnected(-rc))
+        return AC__FN(d, handle_close)(d);
+    return ac__route_error(d, rc, op);
+}
+
+/* ------------------------------------------------------------ defaults */
+
+static bool default_readable(ac_dispatcher *d) { return !d->read_paused; }
+static bool default_writable(ac_dispatcher *d) { (void)d; return true; }
+
+int ac_default_handle_read(ac_dispatcher *d)
+{
+    ac_log_info(d, "unhandled read event", "warning"); /* D12 */
+    return 0;
+}
+
+int ac_default_handle_write(ac_dispatcher *d)
+{
+    ac_log_info(d, "unhandled write event", "warning"); /* D13 */
+    return 0;
+}
+
+int ac_default_handle_expt(ac_dispatcher *d)
+{
+    ac_log_info(d, "unhandled incoming priority event", "warning"); /* D14 */
+    return 0;
+}
+
+int ac_default_handle_connect(ac_dispatcher *d)
+{
+    ac_log_info(d, "unhandled connect event", "warning"); /* D15 */
+    return 0;
+}
+
+int ac_default_handle_accept(ac_dispatcher *d)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = ac_accept(d, (struct sockaddr *)&ss, &len); /* D16 */
+    if (fd == -EAGAIN)
+        return 0;
+    if (fd < 0)
+        return fd;
+    return AC__FN(d, handle_accepted)(d, fd, (struct sockaddr *)&ss, len);
+}
+
+int ac_default_handle_accepted(ac_dispatcher *d, int fd, const struct sockaddr *addr,
+                               socklen_t addrlen)
+{
+    (void)addr;
+    (void)addrlen;
+    close(fd); /* D17 */
+    ac_log_info(d, "unhandled accepted event", "warning");
+    return 0;
+}
+
+int ac_default_handle_close(ac_dispatcher *d)
+{
+    ac_log_info(d, "unhandled close event", "warning"); /* D18 */
+    return ac_close(d);
+}
+
+static int default_handle_timeout(ac_dispatcher *d)
+{
+    return AC__FN(d, handle_close)(d);
+}
+
+static int no_op(ac_dispatcher *d)
+{
+    (void)d;
+    return 0;
+}
+
+static int no_collector(ac_dispatcher *d, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    return AC__RAISE(d, ENOSYS, "collect_incoming_data"); /* C2 */
+}
+
+static int no_terminator(ac_dispatcher *d)
+{
+    return AC__RAISE(d, ENOSYS, "found_terminator"); /* C2 */
+}
+
+const ac_handlers ac__base = {
+    .name = "asyncore.dispatcher",
+    .readable = default_readable,
+    .writable = default_writable,
+    .handle_read = ac_default_handle_read,
+    .handle_write = ac_default_handle_write,
+    .handle_expt = ac_default_handle_expt,
+    .handle_connect = ac_default_handle_connect,
+    .handle_accept = ac_default_handle_accept,
+    .handle_accepted = ac_default_handle_accepted,
+    .handle_close = ac_default_handle_close,
+    .handle_error = ac_default_handle_error,
+    .handle_timeout = default_handle_timeout,
+    .handle_high_water = no_op,
+    .handle_low_water = no_op,
+    .collect_incoming_data = no_collector,
+    .found_terminator = no_terminator,
+};

@@ -1,0 +1,54 @@
+/* file_wrapper / file_dispatcher (F1-F9): a dispatcher over a duplicate of
+ * a descriptor, reading and writing with read(2) and write(2). */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+const ac_handlers ac__file_layer = {
+    .name = "asyncore.file_dispatcher",
+};
+
+int ac_set_file(ac_dispatcher *d, int fd)
+{
+    if (d->closed || d->fd >= 0)
+        return -EBADF;
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* F1 */
+    if (dup < 0)
+        return AC__RAISE(d, errno, "dup");
+    d->is_file = true;
+    if (d->layer == &ac__base)
+        d->layer = &ac__file_layer;
+    int rc = ac_set_socket(d, dup);
+    if (rc < 0) {
+        close(dup);
+        d->fd = -1;
+        d->is_file = false;
+    }
+    return rc;
+}
+
+int ac_file_dispatcher_new(ac_dispatcher **out, ac_map *m, const ac_handlers *h, void *user,
+                           int fd)
+{
+    ac_dispatcher *d = ac_dispatcher_new(m, h, user);
+    if (!d)
+        return -ENOMEM;
+    d->connected = true; /* F7 */
+    int rc = ac_set_file(d, fd);
+    if (rc == 0) {
+        /* F7: the original is made non-blocking, and with it the duplicate
+         * and everyone sharing the open file description (W17). */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+            rc = AC__RAISE(d, errno, "fcntl");
+    }
+    if (rc < 0) {
+        ac_close(d);
+        return rc;
+    }
+    ac__touch(d);
+    *out = d;
+    return 0;
+}

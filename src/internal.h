@@ -1,0 +1,128 @@
+/* Private declarations shared by the library's files (ac__ prefix). */
+#ifndef AC_INTERNAL_H
+#define AC_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4, strerrorname_np, signalfd */
+#endif
+
+#include "asyncore.h"
+#include "poller.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+
+struct ac_idle {
+    ac_timer *timer;
+    double seconds;
+    double last; /* map time of the last byte received or sent */
+};
+
+struct ac_dispatcher {
+    ac_map *map;
+    const ac_handlers *h;     /* the user's table, never NULL */
+    const ac_handlers *layer; /* the kind's table: base, buffered, file, chat */
+    void *user;
+    void *ext;                /* the layer's state, allocated with d */
+    struct sockaddr *addr;    /* D1 addr, NULL = none */
+    const char *const *ignore_log_types;
+    struct ac_idle *idle;
+    ac_dispatcher *prev, *next;   /* map order (every live one); graveyard after close */
+    ac_dispatcher *pprev, *pnext; /* channels with predicates, map order */
+    ac_dispatcher *dirty_next;    /* interest changed, poller not told yet */
+    int fd;
+    uint32_t gen;                 /* registration generation, for stale events (X5) */
+    socklen_t addrlen;
+    int family, type;
+    uint8_t want, have;           /* AC__WANT_* wanted, and as the poller knows it */
+    bool connected, accepting, connecting, closing;
+    bool closed, registered, in_preds, dirty, debug, read_paused, is_file;
+};
+
+struct ac_call {
+    struct ac_call *next;
+    ac_call_fn fn;
+    void *arg;
+};
+
+struct ac_map {
+    const struct ac_poller_ops *ops;
+    struct ac_poller *poller;
+    ac_dispatcher **fds;   /* fd -> registered channel */
+    int fdcap;
+    size_t count;          /* registered channels (len(map)) */
+    ac_dispatcher *head, *tail;   /* every live dispatcher, map order */
+    ac_dispatcher *phead, *ptail; /* those with predicates */
+    ac_dispatcher *dirty;
+    ac_dispatcher *grave;         /* closed, memory not yet released */
+    ac_dispatcher **snap;         /* predicate snapshot of one iteration */
+    size_t snapcap;
+    struct ac_ready *ready;
+    int readycap;
+    uint32_t gen;
+    int depth;             /* > 0 while a loop or dispatch runs */
+    int exit_rc;           /* set to leave the loop (ac_loop_stop, L16, L17) */
+    double now;
+    ac_error err;          /* the current failure (D19) */
+
+    ac_timer **heap;       /* timers, min-heap on (deadline, seq) */
+    size_t nheap, heapcap;
+    uint64_t timer_seq;
+
+    int sigfd;             /* signalfd, -1 until a signal is watched */
+    bool sig_registered;
+    sigset_t sigmask;
+    struct { ac_signal_fn fn; void *arg; } sig[NSIG];
+
+    int evfd;              /* eventfd for ac_wakeup / ac_call_soon_threadsafe */
+    pthread_mutex_t lock;  /* guards calls */
+    struct ac_call *calls, *calls_tail;
+};
+
+/* The defaults of section 3; every entry is set. */
+extern const ac_handlers ac__base;
+extern const ac_handlers ac__file_layer;
+
+/* The handler d runs for `f`: the user's, else the layer's, else the default (X2). */
+#define AC__FN(d, f) ((d)->h->f ? (d)->h->f : (d)->layer->f ? (d)->layer->f : ac__base.f)
+
+#define AC__RAISE(d, err, op) ac_raise((d), (err), (op), __FILE__, __func__, __LINE__)
+
+/* map.c */
+ac_map *ac__map(ac_map *m);   /* NULL -> the default map */
+ac_dispatcher *ac__dispatcher_alloc(ac_map *m, const ac_handlers *h, void *user,
+                                    const ac_handlers *layer, size_t extra);
+int ac__register(ac_dispatcher *d);
+void ac__unregister(ac_dispatcher *d);
+void ac__touch(ac_dispatcher *d);
+void ac__bury(ac_dispatcher *d);
+uint64_t ac__tag(const ac_dispatcher *d);
+int ac__internal_fd(ac_map *m, int fd, unsigned have, unsigned want);
+double ac__clock(void);
+
+/* dispatcher.c */
+bool ac__is_disconnected(int err);
+ssize_t ac__sendv(ac_dispatcher *d, const struct iovec *iov, int iovcnt);
+int ac__route_error(ac_dispatcher *d, int rc, const char *op);
+int ac__set_addr(ac_dispatcher *d, const struct sockaddr *a, socklen_t len);
+
+/* sendbuf.c */
+void ac__buffered_release(ac_dispatcher *d);
+extern const ac_handlers ac__buffered_layer;
+
+/* timer.c */
+void ac__timers_run(ac_map *m);
+int ac__timers_timeout_ms(ac_map *m);
+void ac__timers_detach(ac_map *m);
+void ac__idle_release(ac_dispatcher *d);
+void ac__idle_activity(ac_dispatcher *d);
+
+/* signal.c, wakeup.c */
+void ac__signals_dispatch(ac_map *m);
+void ac__signals_close(ac_map *m);
+int ac__wakeup_open(ac_map *m);
+void ac__wakeup_dispatch(ac_map *m);
+void ac__wakeup_close(ac_map *m);
+
+#endif

@@ -1,0 +1,632 @@
+/* The socket map and the loop (spec section 1).
+ *
+ * The map is an fd-indexed array plus an insertion-ordered list (X6).
+ * Interest is kept as "wanted" and "as the poller knows it" per channel;
+ * channels with their own predicates are asked every iteration (L6), the
+ * others are recomputed only when their state changes (X7), so an idle one
+ * costs nothing per iteration.  Ready events carry a (generation, fd) tag
+ * and are dropped when the fd now belongs to someone else (X5, L19). */
+#include "internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static ac_map *default_map;
+
+static const ac_handlers no_handlers;
+
+double ac__clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const struct ac_poller_ops *poller_ops(ac_poller_kind kind)
+{
+    if (kind == AC_POLLER_DEFAULT) {
+        const char *env = getenv("AC_POLLER");
+        if (!env || !*env || !strcmp(env, "epoll"))
+            return &ac__poller_epoll;
+        if (!strcmp(env, "poll"))
+            return &ac__poller_poll;
+        if (!strcmp(env, "select"))
+            return &ac__poller_select;
+        return NULL;
+    }
+    switch (kind) {
+    case AC_POLLER_EPOLL:
+        return &ac__poller_epoll;
+    case AC_POLLER_POLL:
+        return &ac__poller_poll;
+    case AC_POLLER_SELECT:
+        return &ac__poller_select;
+    default:
+        return NULL;
+    }
+}
+
+int ac_map_new(ac_map **out, ac_poller_kind kind)
+{
+    const struct ac_poller_ops *ops = poller_ops(kind);
+    if (!ops)
+        return -EINVAL;
+    ac_map *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    m->ops = ops;
+    m->sigfd = -1;
+    m->evfd = -1;
+    m->now = ac__clock();
+    sigemptyset(&m->sigmask);
+    pthread_mutex_init(&m->lock, NULL);
+    int rc = ops->open(&m->poller);
+    if (rc == 0) {
+        rc = ac__wakeup_open(m);
+        if (rc < 0)
+            ops->close(m->poller);
+    }
+    if (rc < 0) {
+        pthread_mutex_destroy(&m->lock);
+        free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+ac_map *ac_default_map(void)
+{
+    if (!default_map && ac_map_new(&default_map, AC_POLLER_DEFAULT) < 0)
+        default_map = NULL;
+    return default_map;
+}
+
+ac_map *ac__map(ac_map *m)
+{
+    return m ? m : ac_default_map();
+}
+
+/* Release the memory of closed channels, running finalize first (X4).
+ * A finalizer may close more channels: they are released in turn. */
+static void reap(ac_map *m)
+{
+    while (m->grave) {
+        ac_dispatcher *d = m->grave;
+        m->grave = d->next;
+        if (d->dirty) {
+            ac_dispatcher **pp = &m->dirty;
+            while (*pp != d)
+                pp = &(*pp)->dirty_next;
+            *pp = d->dirty_next;
+        }
+        if (d->h->finalize)
+            d->h->finalize(d);
+        ac__buffered_release(d);
+        free(d->addr);
+        free(d);
+    }
+}
+
+int ac_map_free(ac_map *m)
+{
+    m = m ? m : default_map;
+    if (!m)
+        return 0;
+    if (m->count || m->depth)
+        return -EBUSY;
+    while (m->head)
+        ac_close(m->head);
+    reap(m);
+    ac__timers_detach(m);
+    ac__signals_close(m);
+    ac__wakeup_close(m);
+    m->ops->close(m->poller);
+    pthread_mutex_destroy(&m->lock);
+    free(m->fds);
+    free(m->snap);
+    free(m->ready);
+    free(m->heap);
+    if (m == default_map)
+        default_map = NULL;
+    free(m);
+    return 0;
+}
+
+const char *ac_map_poller_name(const ac_map *m)
+{
+    m = m ? m : default_map;
+    return m ? m->ops->name : NULL;
+}
+
+size_t ac_map_count(const ac_map *m)
+{
+    m = m ? m : default_map;
+    return m ? m->count : 0;
+}
+
+ac_dispatcher *ac_map_get(const ac_map *m, int fd)
+{
+    m = m ? m : default_map;
+    return m && fd >= 0 && fd < m->fdcap ? m->fds[fd] : NULL;
+}
+
+double ac_now(const ac_map *m)
+{
+    m = m ? m : default_map;
+    return m ? m->now : ac__clock();
+}
+
+/* ------------------------------------------------------------ channels */
+
+static void list_append(ac_map *m, ac_dispatcher *d)
+{
+    d->next = NULL;
+    d->prev = m->tail;
+    if (m->tail)
+        m->tail->next = d;
+    else
+        m->head = d;
+    m->tail = d;
+}
+
+static void list_remove(ac_map *m, ac_dispatcher *d)
+{
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        m->head = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    else
+        m->tail = d->prev;
+    d->prev = d->next = NULL;
+}
+
+static void preds_append(ac_map *m, ac_dispatcher *d)
+{
+    d->pnext = NULL;
+    d->pprev = m->ptail;
+    if (m->ptail)
+        m->ptail->pnext = d;
+    else
+        m->phead = d;
+    m->ptail = d;
+    d->in_preds = true;
+}
+
+static void preds_remove(ac_map *m, ac_dispatcher *d)
+{
+    if (!d->in_preds)
+        return;
+    if (d->pprev)
+        d->pprev->pnext = d->pnext;
+    else
+        m->phead = d->pnext;
+    if (d->pnext)
+        d->pnext->pprev = d->pprev;
+    else
+        m->ptail = d->pprev;
+    d->pprev = d->pnext = NULL;
+    d->in_preds = false;
+}
+
+static bool has_predicates(const ac_dispatcher *d)
+{
+    return d->h->readable || d->h->writable;
+}
+
+ac_dispatcher *ac__dispatcher_alloc(ac_map *m, const ac_handlers *h, void *user,
+                                    const ac_handlers *layer, size_t extra)
+{
+    m = ac__map(m);
+    if (!m)
+        return NULL;
+    size_t base = (sizeof(ac_dispatcher) + 15) & ~(size_t)15;
+    ac_dispatcher *d = calloc(1, base + extra);
+    if (!d)
+        return NULL;
+    d->map = m;
+    d->h = h ? h : &no_handlers;
+    d->layer = layer;
+    d->user = user;
+    d->ext = extra ? (char *)d + base : NULL;
+    d->fd = -1;
+    list_append(m, d);
+    return d;
+}
+
+ac_dispatcher *ac_dispatcher_new(ac_map *m, const ac_handlers *h, void *user)
+{
+    return ac__dispatcher_alloc(m, h, user, &ac__base, 0);
+}
+
+uint64_t ac__tag(const ac_dispatcher *d)
+{
+    return (uint64_t)d->gen << 32 | (uint32_t)d->fd;
+}
+
+/* Tell the poller what d wants now. */
+static int apply(ac_dispatcher *d, unsigned want)
+{
+    ac_map *m = d->map;
+    int rc = m->ops->set(m->poller, d->fd, ac__tag(d), d->have, want);
+    if (rc < 0)
+        return AC__RAISE(d, -rc, "poller");
+    d->have = (uint8_t)want;
+    return 0;
+}
+
+/* L6: readable() then writable(), exactly once each; write interest only
+ * when not accepting (read after writable() ran); the select-style
+ * exceptional set when either was true. */
+static unsigned wanted(ac_dispatcher *d)
+{
+    bool r = AC__FN(d, readable)(d);
+    bool w = AC__FN(d, writable)(d);
+    unsigned want = 0;
+    if (r)
+        want |= AC__WANT_IN;
+    if (w && !d->accepting)
+        want |= AC__WANT_OUT;
+    if (r || w)
+        want |= AC__WANT_EX;
+    return want;
+}
+
+void ac__touch(ac_dispatcher *d)
+{
+    if (!d->registered || d->in_preds)
+        return;
+    d->want = (uint8_t)wanted(d);
+    if (d->want != d->have && !d->dirty) {
+        d->dirty = true;
+        d->dirty_next = d->map->dirty;
+        d->map->dirty = d;
+    }
+}
+
+int ac__register(ac_dispatcher *d)
+{
+    ac_map *m = d->map;
+    int fd = d->fd;
+    if (fd < 0)
+        return -EBADF;
+    if (d->registered)
+        return 0;
+    if (fd >= m->fdcap) {
+        int cap = m->fdcap ? m->fdcap : 64;
+        while (cap <= fd)
+            cap *= 2;
+        ac_dispatcher **n = realloc(m->fds, (size_t)cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        memset(n + m->fdcap, 0, (size_t)(cap - m->fdcap) * sizeof(*n));
+        m->fds = n;
+        m->fdcap = cap;
+    }
+    if (m->fds[fd])
+        ac__unregister(m->fds[fd]); /* S3: add_channel replaces the entry */
+    m->fds[fd] = d;
+    m->count++;
+    if (++m->gen == 0)
+        m->gen = 1; /* generation 0 tags the map's own descriptors */
+    d->gen = m->gen;
+    d->registered = true;
+    d->have = d->want = 0;
+    list_remove(m, d); /* L2: (re-)insertion moves to the end */
+    list_append(m, d);
+    if (has_predicates(d))
+        preds_append(m, d);
+    ac__touch(d);
+    return 0;
+}
+
+void ac__unregister(ac_dispatcher *d)
+{
+    if (!d->registered)
+        return;
+    ac_map *m = d->map;
+    if (d->have)
+        m->ops->set(m->poller, d->fd, ac__tag(d), d->have, 0);
+    d->have = 0;
+    m->fds[d->fd] = NULL;
+    m->count--;
+    preds_remove(m, d);
+    d->registered = false;
+}
+
+/* Called by ac_close: d leaves the list of the living for the graveyard. */
+void ac__bury(ac_dispatcher *d)
+{
+    ac_map *m = d->map;
+    list_remove(m, d);
+    d->next = m->grave;
+    m->grave = d;
+}
+
+void ac_set_handlers(ac_dispatcher *d, const ac_handlers *h)
+{
+    d->h = h ? h : &no_handlers;
+    if (d->registered && has_predicates(d) != d->in_preds) {
+        if (d->in_preds)
+            preds_remove(d->map, d);
+        else
+            preds_append(d->map, d);
+    }
+    ac__touch(d);
+}
+
+int ac__internal_fd(ac_map *m, int fd, unsigned have, unsigned want)
+{
+    return m->ops->set(m->poller, fd, (uint32_t)fd, have, want);
+}
+
+int ac_map_set_poller(ac_map *m, ac_poller_kind kind)
+{
+    m = ac__map(m);
+    const struct ac_poller_ops *ops = poller_ops(kind);
+    if (!m || !ops)
+        return -EINVAL;
+    if (m->depth)
+        return -EBUSY;
+    struct ac_poller *p;
+    int rc = ops->open(&p);
+    if (rc < 0)
+        return rc;
+    m->ops->close(m->poller);
+    m->ops = ops;
+    m->poller = p;
+    ac__internal_fd(m, m->evfd, 0, AC__WANT_IN);
+    if (m->sig_registered)
+        ac__internal_fd(m, m->sigfd, 0, AC__WANT_IN);
+    for (ac_dispatcher *d = m->head; d; d = d->next) {
+        d->have = 0;
+        ac__touch(d);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- loop */
+
+/* Bring the poller up to date: ask the predicates (L6), then flush the
+ * state changes of the others. */
+static int collect(ac_map *m)
+{
+    size_t n = 0;
+    for (ac_dispatcher *d = m->phead; d; d = d->pnext) {
+        if (n == m->snapcap) {
+            size_t cap = m->snapcap ? 2 * m->snapcap : 64;
+            ac_dispatcher **s = realloc(m->snap, cap * sizeof(*s));
+            if (!s)
+                return -ENOMEM;
+            m->snap = s;
+            m->snapcap = cap;
+        }
+        m->snap[n++] = d;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ac_dispatcher *d = m->snap[i];
+        if (!d->in_preds) /* closed or changed by an earlier predicate */
+            continue;
+        unsigned want = wanted(d);
+        if (want != d->have) {
+            int rc = apply(d, want);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    while (m->dirty) {
+        ac_dispatcher *d = m->dirty;
+        m->dirty = d->dirty_next;
+        d->dirty = false;
+        if (d->registered && !d->in_preds && d->want != d->have) {
+            int rc = apply(d, d->want);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* Seconds to milliseconds, rounding up (L8's allowed deviation, W18). */
+static int to_ms(double s)
+{
+    if (s < 0)
+        return -1;
+    double ms = ceil(s * 1000.0);
+    return ms > 2147483647.0 ? 2147483647 : (int)ms;
+}
+
+/* The wait, resumed with the remaining time after EINTR (L9). */
+static int wait_ready(ac_map *m, double timeout)
+{
+    int cap = (int)m->count + 8;
+    if (m->readycap < cap) {
+        struct ac_ready *r = realloc(m->ready, (size_t)cap * sizeof(*r));
+        if (!r)
+            return -ENOMEM;
+        m->ready = r;
+        m->readycap = cap;
+    }
+    double deadline = timeout >= 0 ? ac__clock() + timeout : -1;
+    for (;;) {
+        int ms = to_ms(timeout);
+        int t = ac__timers_timeout_ms(m);
+        if (t >= 0 && (ms < 0 || t < ms))
+            ms = t;
+        int n = m->ops->wait(m->poller, ms, m->ready, m->readycap);
+        if (n != -EINTR)
+            return n;
+        if (deadline >= 0) {
+            timeout = deadline - ac__clock();
+            if (timeout < 0)
+                timeout = 0;
+        }
+    }
+}
+
+static ac_dispatcher *lookup(ac_map *m, uint64_t tag)
+{
+    int fd = (int)(uint32_t)tag;
+    uint32_t gen = (uint32_t)(tag >> 32);
+    if (fd >= m->fdcap)
+        return NULL;
+    ac_dispatcher *d = m->fds[fd];
+    return d && d->gen == gen ? d : NULL;
+}
+
+static void internal_event(ac_map *m, int fd)
+{
+    if (fd == m->evfd)
+        ac__wakeup_dispatch(m);
+    else if (fd == m->sigfd)
+        ac__signals_dispatch(m);
+}
+
+/* L10: every read event, then every write event, then every exceptional
+ * one, each looked up in the current map. */
+static int dispatch_select(ac_map *m, int n)
+{
+    static const unsigned phase[3] = {POLLIN, POLLOUT, POLLPRI};
+    for (int p = 0; p < 3; p++) {
+        for (int i = 0; i < n; i++) {
+            struct ac_ready *r = &m->ready[i];
+            if (!(r->events & phase[p]))
+                continue;
+            if ((r->tag >> 32) == 0) {
+                if (p == 0)
+                    internal_event(m, (int)(uint32_t)r->tag);
+            } else {
+                ac_dispatcher *d = lookup(m, r->tag);
+                if (!d)
+                    continue;
+                int rc = p == 0 ? ac_read(d) : p == 1 ? ac_write(d) : ac_exception(d);
+                if (rc)
+                    return rc;
+            }
+            if (m->exit_rc)
+                return m->exit_rc;
+        }
+    }
+    return 0;
+}
+
+/* L13: all steps for one descriptor, then the next. */
+static int dispatch_poll(ac_map *m, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct ac_ready *r = &m->ready[i];
+        if ((r->tag >> 32) == 0) {
+            internal_event(m, (int)(uint32_t)r->tag);
+        } else {
+            ac_dispatcher *d = lookup(m, r->tag);
+            if (!d)
+                continue;
+            int rc = ac_readwrite(d, (short)r->events);
+            if (rc)
+                return rc;
+        }
+        if (m->exit_rc)
+            return m->exit_rc;
+    }
+    return 0;
+}
+
+/* L12/X9: name the channel that select() cannot wait on. */
+static void log_oversize(ac_map *m)
+{
+    for (ac_dispatcher *d = m->head; d; d = d->next)
+        if (d->registered && d->have && d->fd >= FD_SETSIZE) {
+            ac_log_infof(d, "error", "descriptor %d is >= FD_SETSIZE (%d): select() cannot wait on it",
+                         d->fd, FD_SETSIZE);
+            return;
+        }
+}
+
+static int iterate(ac_map *m, double timeout)
+{
+    int rc = collect(m);
+    if (rc < 0)
+        return rc;
+    int n = wait_ready(m, timeout);
+    if (n < 0) {
+        if (n == -EINVAL && m->ops->select_style)
+            log_oversize(m);
+        return n;
+    }
+    m->now = ac__clock();
+    rc = m->ops->select_style ? dispatch_select(m, n) : dispatch_poll(m, n);
+    if (rc)
+        return rc;
+    ac__timers_run(m);
+    return m->exit_rc;
+}
+
+int ac_loop(ac_map *m, double timeout, long count)
+{
+    m = ac__map(m);
+    if (!m)
+        return -ENOMEM;
+    if (m->depth)
+        return -EBUSY; /* X19 */
+    reap(m);
+    m->exit_rc = 0;
+    m->depth++;
+    int rc = 0;
+    /* L4, L5: stop when the map is empty, checked before each iteration. */
+    while (m->count && (count == AC_FOREVER || count-- > 0)) {
+        rc = iterate(m, timeout);
+        if (rc)
+            break;
+        reap(m); /* nothing is being dispatched between iterations */
+    }
+    m->depth--;
+    m->exit_rc = 0;
+    reap(m);
+    return rc;
+}
+
+int ac_poll(ac_map *m, double timeout)
+{
+    return ac_loop(m, timeout, 1);
+}
+
+void ac_loop_stop(ac_map *m)
+{
+    m = ac__map(m);
+    if (m)
+        m->exit_rc = AC_EXIT_NOW;
+}
+
+int ac_close_all(ac_map *m, bool ignore_all)
+{
+    m = ac__map(m);
+    if (!m)
+        return 0;
+    size_t n = 0;
+    for (ac_dispatcher *d = m->head; d; d = d->next)
+        n++;
+    ac_dispatcher **snap = malloc((n ? n : 1) * sizeof(*snap));
+    if (!snap)
+        return -ENOMEM;
+    n = 0;
+    for (ac_dispatcher *d = m->head; d; d = d->next)
+        snap[n++] = d;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        int r = ac_close(snap[i]);
+        /* L21: EBADF is ignored; others stop the sweep unless ignore_all. */
+        if (r < 0 && r != -EBADF && !ignore_all) {
+            rc = r;
+            break;
+        }
+    }
+    free(snap);
+    return rc;
+}

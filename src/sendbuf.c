@@ -1,0 +1,229 @@
+/* The buffered sender, asyncore's dispatcher_with_send (S14-S19), with a
+ * chain of blocks sent by one sendmsg per attempt (X16), water marks and
+ * close-when-done (W3, W12). */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#define BLOCK_SIZE 16384
+#define MAX_IOV 64
+
+struct block {
+    struct block *next;
+    size_t start, end, cap;
+    char data[];
+};
+
+struct sendbuf {
+    struct block *head, *tail;
+    size_t pending;
+    size_t chunk;
+    size_t low, high;
+    bool above_high;
+    bool close_when_done;
+};
+
+static struct sendbuf *sb(const ac_dispatcher *d)
+{
+    return d->layer == &ac__buffered_layer ? d->ext : NULL;
+}
+
+/* S18: writable while not connected, or with something to send (or a
+ * close waiting for the buffer to drain). */
+static bool buffered_writable(ac_dispatcher *d)
+{
+    struct sendbuf *b = d->ext;
+    return !d->connected || b->pending > 0 || b->close_when_done;
+}
+
+static int buffered_handle_write(ac_dispatcher *d)
+{
+    return ac_initiate_send(d); /* S17 */
+}
+
+const ac_handlers ac__buffered_layer = {
+    .name = "asyncore.dispatcher_with_send",
+    .writable = buffered_writable,
+    .handle_write = buffered_handle_write,
+};
+
+ac_dispatcher *ac_buffered_new(ac_map *m, const ac_handlers *h, void *user)
+{
+    ac_dispatcher *d = ac__dispatcher_alloc(m, h, user, &ac__buffered_layer, sizeof(struct sendbuf));
+    if (d)
+        sb(d)->chunk = AC_SEND_CHUNK;
+    return d;
+}
+
+void ac__buffered_release(ac_dispatcher *d)
+{
+    struct sendbuf *b = sb(d);
+    if (!b)
+        return;
+    while (b->head) {
+        struct block *k = b->head;
+        b->head = k->next;
+        free(k);
+    }
+    b->tail = NULL;
+    b->pending = 0;
+}
+
+static int append(struct sendbuf *b, const char *p, size_t len)
+{
+    while (len) {
+        struct block *t = b->tail;
+        if (!t || t->end == t->cap) {
+            size_t cap = len > BLOCK_SIZE ? len : BLOCK_SIZE;
+            t = malloc(sizeof(*t) + cap);
+            if (!t)
+                return -ENOMEM;
+            *t = (struct block){.cap = cap};
+            if (b->tail)
+                b->tail->next = t;
+            else
+                b->head = t;
+            b->tail = t;
+        }
+        size_t n = t->cap - t->end < len ? t->cap - t->end : len;
+        memcpy(t->data + t->end, p, n);
+        t->end += n;
+        b->pending += n;
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static void consume(struct sendbuf *b, size_t n)
+{
+    b->pending -= n;
+    while (n) {
+        struct block *k = b->head;
+        size_t have = k->end - k->start;
+        if (n < have) {
+            k->start += n;
+            return;
+        }
+        n -= have;
+        b->head = k->next;
+        if (!b->head)
+            b->tail = NULL;
+        free(k);
+    }
+}
+
+/* After the buffer changed: interest (X7), then the water marks. */
+static int changed(ac_dispatcher *d, struct sendbuf *b)
+{
+    ac__touch(d);
+    if (!b->high)
+        return 0;
+    if (!b->above_high && b->pending > b->high) {
+        b->above_high = true;
+        return AC__FN(d, handle_high_water)(d);
+    }
+    if (b->above_high && b->pending <= b->low) {
+        b->above_high = false;
+        return AC__FN(d, handle_low_water)(d);
+    }
+    return 0;
+}
+
+int ac_initiate_send(ac_dispatcher *d)
+{
+    struct sendbuf *b = sb(d);
+    if (!b)
+        return -EINVAL;
+    /* S16: one send of at most `chunk` bytes from the front, even when the
+     * buffer is empty. */
+    struct iovec iov[MAX_IOV];
+    int cnt = 0;
+    size_t total = 0;
+    for (struct block *k = b->head; k && cnt < MAX_IOV && total < b->chunk; k = k->next) {
+        size_t n = k->end - k->start;
+        if (n > b->chunk - total)
+            n = b->chunk - total;
+        iov[cnt++] = (struct iovec){k->data + k->start, n};
+        total += n;
+    }
+    if (!cnt)
+        iov[cnt++] = (struct iovec){NULL, 0};
+    ssize_t sent = ac__sendv(d, iov, cnt);
+    if (sent < 0)
+        return (int)sent;
+    if (d->closed)
+        return 0;
+    consume(b, (size_t)sent);
+    int rc = changed(d, b);
+    if (rc == 0 && b->close_when_done && b->pending == 0)
+        rc = AC__FN(d, handle_close)(d);
+    return rc;
+}
+
+int ac_buffered_send(ac_dispatcher *d, const void *data, size_t len)
+{
+    struct sendbuf *b = sb(d);
+    if (!b)
+        return -EINVAL;
+    if (b->close_when_done)
+        return -EPIPE;
+    if (d->debug)
+        ac_log_infof(d, "info", "sending %zu bytes: '%.*s'", len, len > 64 ? 64 : (int)len,
+                     (const char *)data); /* S15 */
+    if (b->pending == 0 && len && !d->closed) {
+        /* Fast path, same effect as S15's append then S16's one send: the
+         * buffer is empty, so its front is `data` itself. */
+        size_t first = len < b->chunk ? len : b->chunk;
+        ssize_t sent = ac_send(d, data, first);
+        if (sent < 0)
+            return (int)sent;
+        if (append(b, (const char *)data + sent, len - (size_t)sent) < 0)
+            return -ENOMEM;
+        return changed(d, b);
+    }
+    if (append(b, data, len) < 0)
+        return -ENOMEM;
+    int rc = changed(d, b);
+    return rc ? rc : ac_initiate_send(d);
+}
+
+size_t ac_buffered_pending(const ac_dispatcher *d)
+{
+    struct sendbuf *b = sb(d);
+    return b ? b->pending : 0;
+}
+
+int ac_buffered_set_chunk(ac_dispatcher *d, size_t chunk)
+{
+    struct sendbuf *b = sb(d);
+    if (!b || chunk == 0)
+        return -EINVAL;
+    b->chunk = chunk;
+    return 0;
+}
+
+int ac_buffered_set_watermarks(ac_dispatcher *d, size_t low, size_t high)
+{
+    struct sendbuf *b = sb(d);
+    if (!b || (high && low > high))
+        return -EINVAL;
+    b->low = low;
+    b->high = high;
+    b->above_high = false;
+    return 0;
+}
+
+int ac_close_when_done(ac_dispatcher *d)
+{
+    struct sendbuf *b = sb(d);
+    if (!b)
+        return -EINVAL;
+    b->close_when_done = true;
+    ac__touch(d);
+    return 0;
+}
