@@ -111,6 +111,12 @@ int ac__set_addr(ac_dispatcher *d, const struct sockaddr *a, socklen_t len);
 void ac__buffered_release(ac_dispatcher *d);
 extern const ac_handlers ac__buffered_layer;
 
+/* chat.c */
+extern const ac_handlers ac__chat_layer;
+int ac__chat_initiate_send(ac_dispatcher *d);
+int ac__chat_close_when_done(ac_dispatcher *d);
+void ac__chat_release(ac_dispatcher *d);
+
 /* timer.c */
 void ac__timers_run(ac_map *m);
 int ac__timers_timeout_ms(ac_map *m);

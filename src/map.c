@@ -108,6 +108,7 @@ static void reap(ac_map *m)
         if (d->h->finalize)
             d->h->finalize(d);
         ac__buffered_release(d);
+        ac__chat_release(d);
         free(d->addr);
         free(d);
     }

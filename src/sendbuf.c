@@ -136,6 +136,8 @@ static int changed(ac_dispatcher *d, struct sendbuf *b)
 
 int ac_initiate_send(ac_dispatcher *d)
 {
+    if (d->layer == &ac__chat_layer)
+        return ac__chat_initiate_send(d);
     struct sendbuf *b = sb(d);
     if (!b)
         return -EINVAL;
@@ -220,6 +222,8 @@ int ac_buffered_set_watermarks(ac_dispatcher *d, size_t low, size_t high)
 
 int ac_close_when_done(ac_dispatcher *d)
 {
+    if (d->layer == &ac__chat_layer)
+        return ac__chat_close_when_done(d);
     struct sendbuf *b = sb(d);
     if (!b)
         return -EINVAL;
