@@ -129,6 +129,8 @@ void ac_timer_free(ac_timer *t)
  * delay 0) waits for the next iteration, so none can spin the loop. */
 void ac__timers_run(ac_map *m)
 {
+    if (!m->nheap)
+        return;
     double now = ac__clock();
     uint64_t last = m->timer_seq;
     while (m->nheap && m->heap[0]->deadline <= now && m->heap[0]->seq <= last) {
