@@ -36,8 +36,9 @@ struct ac_dispatcher {
     socklen_t addrlen;
     int family, type;
     uint8_t want, have;           /* AC__WANT_* wanted, and as the poller knows it */
-    bool connected, accepting, connecting, closing;
-    bool closed, registered, in_preds, dirty, debug, read_paused, is_file;
+    bool connected : 1, accepting : 1, connecting : 1, closing : 1;
+    bool closed : 1, registered : 1, in_preds : 1, dirty : 1, debug : 1, read_paused : 1;
+    bool is_file : 1;
 };
 
 struct ac_call {

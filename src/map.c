@@ -447,7 +447,11 @@ static int to_ms(double s)
 /* The wait, resumed with the remaining time after EINTR (L9). */
 static int wait_ready(ac_map *m, double timeout)
 {
+    /* poll and select report every ready descriptor at once; epoll hands
+     * out at most a batch, rotating fairly through the rest. */
     int cap = (int)m->count + 8;
+    if (m->ops == &ac__poller_epoll && cap > 1024)
+        cap = 1024;
     if (m->readycap < cap) {
         struct ac_ready *r = realloc(m->ready, (size_t)cap * sizeof(*r));
         if (!r)
