@@ -1,0 +1,744 @@
+/* chatd — a multi-user line chat server: asynchat's classic demo made real.
+ *
+ * Every connection is a chat channel with "\n" as its terminator.  The
+ * lines it collects are commands (/nick, /who, /me, /msg, /quit, /help) or
+ * text for the room.  Whatever the room hears goes through room(), in one
+ * order for everybody, and each client's output queue is bounded so that
+ * a client that stops reading costs the others nothing: past --max-queue
+ * bytes it is disconnected.  The protocol is described in chatd.1.
+ */
+#define _GNU_SOURCE
+#include <asynchat.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define NAME_MAX_LEN 32
+#define PARTING_GRACE 5.0  /* seconds a leaving client gets to read its last line */
+#define SHUTDOWN_GRACE 2.0 /* ... and every client, when the server stops */
+#define ACCEPT_BACKOFF 0.5 /* pause after accept failed (out of descriptors) */
+
+enum { LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+
+struct client {
+    ac_dispatcher *d;
+    struct client *prev, *next;  /* every client, in order of arrival */
+    char name[NAME_MAX_LEN + 1]; /* "" until /nick: not in the room yet */
+    char peer[64];               /* its address, for the logs */
+    bool gone;                   /* out of the list; the channel may still be flushing */
+    char *line;                  /* the line being collected */
+    size_t len, cap;
+};
+
+struct notice { /* a line for the room, waiting for its turn */
+    struct notice *next;
+    size_t len;
+    char text[];
+};
+
+static struct {
+    const char *host; /* options */
+    int port;
+    long max_clients;
+    size_t max_line, max_queue;
+    double idle;
+    int verbosity;
+    ac_map *map; /* state */
+    ac_dispatcher *listener;
+    ac_timer *backoff, *deadline;
+    struct client *head, *tail;
+    long clients;
+    struct notice *qhead, *qtail;
+    bool flushing, stopping;
+} S = {
+    .host = "127.0.0.1",
+    .port = 7000,
+    .max_clients = 1000,
+    .max_line = 4096,
+    .max_queue = 256 * 1024,
+    .verbosity = LOG_INFO,
+};
+
+/* -------------------------------------------------------------- logs */
+
+static void logmsg(int level, const char *fmt, ...) AC_PRINTF(2, 3);
+static void logmsg(int level, const char *fmt, ...)
+{
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    if (level > S.verbosity)
+        return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "chatd: %s: %s\n", names[level], buf);
+}
+
+/* The library's own log lines (unhandled events and the like). */
+static void library_log(ac_dispatcher *d, const char *type, const char *msg, void *ctx)
+{
+    (void)d, (void)ctx;
+    bool bad = type && (!strcmp(type, "warning") || !strcmp(type, "error"));
+    logmsg(bad ? LOG_WARNING : LOG_DEBUG, "%s", msg);
+}
+
+static const char *describe(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+{
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    if (getnameinfo(sa, len, host, sizeof host, serv, sizeof serv,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+        snprintf(buf, size, "?");
+    else
+        snprintf(buf, size, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+    return buf;
+}
+
+/* ------------------------------------------------------------ output */
+
+static void drop(struct client *c, const char *why);
+
+/* fmt and its arguments as one line, "\n" included.  NULL if out of memory. */
+static struct notice *notice_new(const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, again);
+    va_end(again);
+    struct notice *m = n < 0 ? NULL : malloc(sizeof *m + (size_t)n + 1);
+    if (!m)
+        return NULL;
+    vsnprintf(m->text, (size_t)n + 1, fmt, ap);
+    m->text[n] = '\n'; /* over the NUL: text is a counted string */
+    m->len = (size_t)n + 1;
+    m->next = NULL;
+    return m;
+}
+
+/* Queue a line for c, unless that would put more than --max-queue bytes in
+ * its queue: a client that does not read is let go, not waited for. */
+static void deliver(struct client *c, const char *text, size_t len)
+{
+    if (c->gone)
+        return;
+    if (ac_chat_pending(c->d) + len > S.max_queue)
+        drop(c, "too slow");
+    else if (ac_chat_push(c->d, text, len) < 0)
+        drop(c, "out of memory");
+}
+
+static void vtell(struct client *c, const char *fmt, va_list ap)
+{
+    struct notice *m = notice_new(fmt, ap);
+    if (m)
+        deliver(c, m->text, m->len);
+    free(m);
+}
+
+static void tell(struct client *c, const char *fmt, ...) AC_PRINTF(2, 3);
+static void tell(struct client *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vtell(c, fmt, ap);
+    va_end(ap);
+}
+
+/* Everything the room hears goes out in the order it was said.  Delivering
+ * can drop a client (its queue is full, its send failed), and its leave
+ * notice is said from inside the walk below: it waits in the queue, so the
+ * walk never meets a freed neighbour and nobody sees lines out of order. */
+static void flush_room(void)
+{
+    if (S.flushing)
+        return;
+    S.flushing = true;
+    while (S.qhead) {
+        struct notice *m = S.qhead;
+        if (!(S.qhead = m->next))
+            S.qtail = NULL;
+        for (struct client *c = S.head, *next; c; c = next) {
+            next = c->next; /* deliver may unlink c, and only c */
+            if (c->name[0])
+                deliver(c, m->text, m->len);
+        }
+        free(m);
+    }
+    S.flushing = false;
+}
+
+static void room(const char *fmt, ...) AC_PRINTF(1, 2);
+static void room(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    struct notice *m = notice_new(fmt, ap);
+    va_end(ap);
+    if (!m)
+        return;
+    if (S.qtail)
+        S.qtail->next = m;
+    else
+        S.qhead = m;
+    S.qtail = m;
+    flush_room();
+}
+
+/* ---------------------------------------------------- joining, leaving */
+
+/* Take c out of the list and tell the room: why is NULL when it left by
+ * itself.  Closing the channel is the caller's part, now or once flushed. */
+static void leave(struct client *c, const char *why)
+{
+    if (c->gone)
+        return;
+    c->gone = true;
+    *(c->prev ? &c->prev->next : &S.head) = c->next;
+    *(c->next ? &c->next->prev : &S.tail) = c->prev;
+    S.clients--;
+    logmsg(LOG_INFO, "%s %s left%s%s", c->peer, c->name[0] ? c->name : "(no name)",
+           why ? ": " : "", why ? why : "");
+    if (!c->name[0] || S.stopping)
+        return;
+    if (why)
+        room("* %s was disconnected (%s)", c->name, why);
+    else
+        room("* %s has left", c->name);
+}
+
+/* Now, whatever is still queued for c. */
+static void drop(struct client *c, const char *why)
+{
+    leave(c, why);
+    ac_close(c->d);
+}
+
+/* A last line for c, then close once it is sent, within PARTING_GRACE. */
+static void part(struct client *c, const char *why, const char *fmt, ...) AC_PRINTF(3, 4);
+static void part(struct client *c, const char *why, const char *fmt, ...)
+{
+    if (c->gone)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vtell(c, fmt, ap);
+    va_end(ap);
+    leave(c, why);
+    if (ac_is_closed(c->d)) /* the last line did not fit */
+        return;
+    ac_set_reading(c->d, false);
+    if (ac_close_when_done(c->d) < 0 || ac_set_idle_timeout(c->d, PARTING_GRACE) < 0)
+        ac_close(c->d);
+}
+
+/* ---------------------------------------------------------- commands */
+
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > NAME_MAX_LEN || s[0] == '-')
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_'))
+            return false;
+    return true;
+}
+
+/* Names are unique regardless of case. */
+static struct client *find(const char *name)
+{
+    for (struct client *c = S.head; c; c = c->next)
+        if (c->name[0] && !strcasecmp(c->name, name))
+            return c;
+    return NULL;
+}
+
+static void cmd_nick(struct client *c, char *name)
+{
+    if (!valid_name(name)) {
+        tell(c, "! invalid name: use 1-%d letters, digits, '-' or '_'", NAME_MAX_LEN);
+        return;
+    }
+    struct client *other = find(name);
+    if (other && other != c) {
+        tell(c, "! name taken: %s", other->name);
+        return;
+    }
+    char old[NAME_MAX_LEN + 1];
+    strcpy(old, c->name);
+    strcpy(c->name, name);
+    logmsg(LOG_DEBUG, "%s is %s", c->peer, name);
+    if (!old[0])
+        room("* %s has joined", name);
+    else if (strcmp(old, name))
+        room("* %s is now known as %s", old, name);
+}
+
+static void cmd_who(struct client *c, char *arg)
+{
+    (void)arg;
+    size_t n = 0, size = 32;
+    for (struct client *o = S.head; o; o = o->next)
+        if (o->name[0])
+            n++, size += strlen(o->name) + 1;
+    char *s = malloc(size);
+    if (!s)
+        return;
+    size_t off = (size_t)snprintf(s, size, "* users (%zu):", n);
+    for (struct client *o = S.head; o; o = o->next)
+        if (o->name[0])
+            off += (size_t)snprintf(s + off, size - off, " %s", o->name);
+    tell(c, "%s", s);
+    free(s);
+}
+
+static void cmd_me(struct client *c, char *text)
+{
+    if (*text)
+        room("* %s %s", c->name, text);
+    else
+        tell(c, "! usage: /me TEXT");
+}
+
+static void cmd_msg(struct client *c, char *arg)
+{
+    char *text = arg + strcspn(arg, " ");
+    if (*text)
+        *text++ = '\0';
+    text += strspn(text, " ");
+    struct client *to = *arg && *text ? find(arg) : NULL;
+    if (!*arg || !*text)
+        tell(c, "! usage: /msg NAME TEXT");
+    else if (!to)
+        tell(c, "! no such user: %s", arg);
+    else {
+        tell(to, "*%s* %s", c->name, text);
+        tell(c, "-> *%s* %s", to->name, text);
+    }
+}
+
+static void cmd_quit(struct client *c, char *arg)
+{
+    (void)arg;
+    part(c, NULL, "* bye");
+}
+
+static void cmd_help(struct client *c, char *arg)
+{
+    (void)arg;
+    tell(c, "* commands: /nick NAME, /who, /me TEXT, /msg NAME TEXT, /quit, /help");
+}
+
+static void command(struct client *c, char *cmd)
+{
+    static const struct {
+        const char *name;
+        void (*fn)(struct client *c, char *arg);
+        bool named; /* only once c has a name */
+    } table[] = {{"nick", cmd_nick, false}, {"who", cmd_who, false}, {"me", cmd_me, true},
+                 {"msg", cmd_msg, true},    {"quit", cmd_quit, false}, {"help", cmd_help, false}};
+    char *arg = cmd + strcspn(cmd, " ");
+    if (*arg)
+        *arg++ = '\0';
+    arg += strspn(arg, " ");
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        if (strcasecmp(cmd, table[i].name))
+            continue;
+        if (table[i].named && !c->name[0])
+            tell(c, "! pick a name first: /nick NAME");
+        else
+            table[i].fn(c, arg);
+        return;
+    }
+    tell(c, "! unknown command: /%s (try /help)", cmd);
+}
+
+/* One line from c, terminator gone, NUL-terminated.  Control characters
+ * would reach other people's terminals, so they become '?'; bytes from
+ * 0x80 up are left alone, which keeps UTF-8 intact. */
+static void on_line(struct client *c, char *line, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)line[i] < 0x20 && line[i] != '\t') || line[i] == 0x7f)
+            line[i] = '?';
+    if (line[0] == '/' && line[1] != '/')
+        command(c, line + 1);
+    else if (!c->name[0])
+        tell(c, "! pick a name first: /nick NAME");
+    else
+        room("<%s> %s", c->name, line + (line[0] == '/')); /* "//x" says "/x" */
+}
+
+/* ---------------------------------------------------- client handlers */
+
+/* The library stops a line at --max-line + 1 bytes (room for a "\r"), so
+ * the buffer stays within that. */
+static int client_collect(ac_dispatcher *d, const void *data, size_t len)
+{
+    struct client *c = ac_user(d);
+    if (c->len + len + 1 > c->cap) {
+        size_t cap = c->cap ? c->cap : 128;
+        while (cap < c->len + len + 1)
+            cap *= 2;
+        char *p = realloc(c->line, cap);
+        if (!p)
+            return AC_RAISE(d, ENOMEM, "collect");
+        c->line = p;
+        c->cap = cap;
+    }
+    memcpy(c->line + c->len, data, len);
+    c->len += len;
+    return 0;
+}
+
+static int client_found_terminator(ac_dispatcher *d)
+{
+    struct client *c = ac_user(d);
+    size_t len = c->len;
+    c->len = 0;
+    if (len && c->line[len - 1] == '\r')
+        len--;
+    if (c->gone || len == 0) /* C11: lines after /quit in the same read */
+        return 0;
+    if (len > S.max_line) {
+        part(c, "line too long", "! line too long (max %zu bytes)", S.max_line);
+        return 0;
+    }
+    c->line[len] = '\0';
+    on_line(c, c->line, len);
+    return 0;
+}
+
+/* EOF or a reset; also the close marker of part() reaching the front. */
+static int client_close(ac_dispatcher *d)
+{
+    leave(ac_user(d), NULL);
+    return ac_close(d);
+}
+
+static int client_error(ac_dispatcher *d, const ac_error *e)
+{
+    struct client *c = ac_user(d);
+    if (e->err == EMSGSIZE && !strcmp(e->op, "max_input")) {
+        part(c, "line too long", "! line too long (max %zu bytes)", S.max_line);
+    } else {
+        logmsg(LOG_WARNING, "%s: %s: %s", c->peer, e->op, strerror(e->err));
+        drop(c, "error");
+    }
+    return 0; /* non-zero would leave the loop */
+}
+
+static int client_timeout(ac_dispatcher *d)
+{
+    struct client *c = ac_user(d);
+    if (c->gone) /* PARTING_GRACE is over */
+        return ac_close(d);
+    part(c, "idle", "! idle for %g seconds, bye", S.idle);
+    return 0;
+}
+
+static void client_finalize(ac_dispatcher *d)
+{
+    struct client *c = ac_user(d);
+    free(c->line);
+    free(c);
+}
+
+static const ac_handlers client_handlers = {
+    .name = "chatd.client",
+    .collect_incoming_data = client_collect,
+    .found_terminator = client_found_terminator,
+    .handle_close = client_close,
+    .handle_error = client_error,
+    .handle_timeout = client_timeout,
+    .finalize = client_finalize,
+};
+
+/* ---------------------------------------------------------- listener */
+
+static void refuse(int fd, const char *peer)
+{
+    static const char full[] = "! server full, try again later\n";
+    /* A fresh socket's buffer takes one line; if it does not, never mind. */
+    if (send(fd, full, sizeof full - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        logmsg(LOG_DEBUG, "%s: %s", peer, strerror(errno));
+    close(fd);
+    logmsg(LOG_WARNING, "%s refused: %ld clients already", peer, S.clients);
+}
+
+static int listener_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *addr,
+                             socklen_t addrlen)
+{
+    (void)ls;
+    char peer[64];
+    describe(addr, addrlen, peer, sizeof peer);
+    if (S.clients >= S.max_clients) {
+        refuse(fd, peer);
+        return 0;
+    }
+    struct client *c = calloc(1, sizeof *c);
+    ac_dispatcher *d = c ? ac_chat_new(S.map, &client_handlers, c) : NULL;
+    int rc = d ? ac_attach(d, fd) : -ENOMEM;
+    if (rc < 0) {
+        logmsg(LOG_WARNING, "%s: %s", peer, strerror(-rc));
+        close(fd); /* still ours */
+        if (d)
+            ac_close(d); /* finalize frees c */
+        else
+            free(c);
+        return 0;
+    }
+    c->d = d;
+    strcpy(c->peer, peer);
+    int one = 1; /* chat lines are small and should not wait for an ACK */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ac_chat_set_terminator(d, "\n", 1);
+    ac_chat_set_max_input(d, S.max_line + 1);
+    if (S.idle > 0)
+        ac_set_idle_timeout(d, S.idle);
+    c->prev = S.tail;
+    *(S.tail ? &S.tail->next : &S.head) = c;
+    S.tail = c;
+    S.clients++;
+    logmsg(LOG_DEBUG, "%s connected", peer);
+    tell(c, "* welcome to chatd; pick a name with /nick NAME");
+    return 0;
+}
+
+static double resume_accepting(ac_timer *t, void *arg)
+{
+    (void)t, (void)arg;
+    ac_set_reading(S.listener, true);
+    return -1;
+}
+
+/* An accept failure, EMFILE most likely.  asyncore would close the
+ * listener (W15); the backlog stays readable, so pause a moment instead of
+ * spinning. */
+static int listener_error(ac_dispatcher *d, const ac_error *e)
+{
+    logmsg(LOG_WARNING, "%s: %s", e->op, strerror(e->err));
+    ac_set_reading(d, false);
+    ac_timer_start(S.backoff, ACCEPT_BACKOFF);
+    return 0;
+}
+
+static const ac_handlers listener_handlers = {
+    .name = "chatd.listener",
+    .handle_accepted = listener_accepted,
+    .handle_error = listener_error,
+};
+
+/* The startup line, with the port the kernel chose for -p 0. */
+static void log_listening(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+        getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, serv, sizeof serv,
+                    NI_NUMERICHOST | NI_NUMERICSERV);
+    logmsg(LOG_INFO, "listening on %s port %s, at most %ld clients", host, serv, S.max_clients);
+}
+
+static int listen_on(const char *host, int port)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+    char serv[8];
+    snprintf(serv, sizeof serv, "%d", port);
+    int gai = getaddrinfo(host, serv, &hints, &ai);
+    if (gai) {
+        logmsg(LOG_ERROR, "cannot resolve %s: %s", host, gai_strerror(gai));
+        return -1;
+    }
+    ac_dispatcher *ls = S.listener = ac_dispatcher_new(S.map, &listener_handlers, NULL);
+    int rc = ls ? ac_create_socket(ls, ai->ai_family, SOCK_STREAM) : -ENOMEM;
+    if (rc == 0) {
+        ac_set_reuse_addr(ls);
+        rc = ac_bind(ls, ai->ai_addr, ai->ai_addrlen);
+    }
+    freeaddrinfo(ai);
+    if (rc == 0)
+        rc = ac_listen(ls, 1024);
+    if (rc < 0) {
+        logmsg(LOG_ERROR, "cannot listen on %s port %d: %s", host, port, strerror(-rc));
+        return -1;
+    }
+    log_listening(ac_fd(ls));
+    return 0;
+}
+
+/* ---------------------------------------------------------- shutdown */
+
+static double shutdown_deadline(ac_timer *t, void *arg)
+{
+    (void)t, (void)arg;
+    logmsg(LOG_DEBUG, "%ld clients did not take the notice in time", S.clients);
+    ac_close_all(S.map, true);
+    return -1;
+}
+
+/* SIGINT, SIGTERM: say goodbye to everybody, let them read it, and let the
+ * loop end with the map empty.  A second signal ends it at once. */
+static int on_signal(ac_map *m, int signo, void *arg)
+{
+    (void)m, (void)arg;
+    if (S.stopping)
+        return AC_EXIT_NOW;
+    logmsg(LOG_INFO, "%s: shutting down", strsignal(signo));
+    S.stopping = true;
+    ac_timer_stop(S.backoff);
+    ac_close(S.listener);
+    S.listener = NULL;
+    while (S.head)
+        part(S.head, "shutdown", "* server shutting down");
+    ac_timer_start(S.deadline, SHUTDOWN_GRACE);
+    return 0;
+}
+
+/* -------------------------------------------------------------- main */
+
+static const char usage[] =
+    "usage: chatd [OPTIONS]\n"
+    "A multi-user line chat server (asynchat's demo): connect with nc or telnet.\n\n"
+    "  -l, --listen ADDR       address to listen on (default 127.0.0.1; IPv6 too)\n"
+    "  -p, --port PORT         port (default 7000; 0 = any free port, see the log)\n"
+    "      --max-clients N     refuse connections past N clients (default 1000)\n"
+    "      --max-line BYTES    longest line accepted (default 4096)\n"
+    "      --max-queue BYTES   output held for one client before it is dropped\n"
+    "                          as too slow (default 262144)\n"
+    "      --idle-timeout SEC  drop clients silent for SEC seconds (default 0 = never)\n"
+    "  -q, --quiet             log warnings and errors only (twice: errors only)\n"
+    "  -v, --verbose           log every connection and name change too\n"
+    "  -h, --help              show this help\n"
+    "  -V, --version           show the version\n";
+
+/* A whole number in [min, max], or false. */
+static bool number(const char *s, unsigned long long min, unsigned long long max,
+                   unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || *s == '-' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0 && v <= 1e9))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Fills S from argv.  Returns -1 to go on, else the exit status. */
+static int options(int argc, char **argv)
+{
+    enum { MAX_CLIENTS = 256, MAX_LINE, MAX_QUEUE, IDLE };
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"port", required_argument, NULL, 'p'},
+        {"max-clients", required_argument, NULL, MAX_CLIENTS},
+        {"max-line", required_argument, NULL, MAX_LINE},
+        {"max-queue", required_argument, NULL, MAX_QUEUE},
+        {"idle-timeout", required_argument, NULL, IDLE},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    unsigned long long v = 0;
+    int c;
+    bool ok = true;
+    while (ok && (c = getopt_long(argc, argv, "l:p:qvhV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'l': S.host = optarg; break;
+        case 'p': ok = number(optarg, 0, 65535, &v), S.port = (int)v; break;
+        case MAX_CLIENTS: ok = number(optarg, 1, 1000000, &v), S.max_clients = (long)v; break;
+        case MAX_LINE: ok = number(optarg, 1, 1 << 30, &v), S.max_line = (size_t)v; break;
+        case MAX_QUEUE: ok = number(optarg, 1, 1ULL << 40, &v), S.max_queue = (size_t)v; break;
+        case IDLE: ok = seconds(optarg, &S.idle); break;
+        case 'q': S.verbosity -= S.verbosity > LOG_ERROR; break;
+        case 'v': S.verbosity += S.verbosity < LOG_DEBUG; break;
+        case 'h': fputs(usage, stdout); return 0;
+        case 'V': printf("chatd %s (libasyncore)\n", AC_VERSION_STRING); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+        for (const struct option *o = longopts; !ok && o->name; o++)
+            if (o->val == c)
+                fprintf(stderr, "chatd: invalid value for --%s: '%s'\n", o->name, optarg);
+    }
+    if (ok && optind < argc) {
+        fprintf(stderr, "chatd: unexpected argument '%s'\n", argv[optind]);
+        ok = false;
+    }
+    return ok ? -1 : 2;
+}
+
+static bool setup(void)
+{
+    /* Each client is a descriptor: allow as many as the hard limit does. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    ac_set_log_hook(library_log, NULL);
+    int rc = ac_map_new(&S.map, AC_POLLER_DEFAULT);
+    if (rc < 0) {
+        logmsg(LOG_ERROR, "cannot create the map: %s", strerror(-rc));
+        return false;
+    }
+    S.backoff = ac_timer_new(S.map, resume_accepting, NULL);
+    S.deadline = ac_timer_new(S.map, shutdown_deadline, NULL);
+    return S.backoff && S.deadline && ac_signal_watch(S.map, SIGINT, on_signal, NULL) == 0 &&
+           ac_signal_watch(S.map, SIGTERM, on_signal, NULL) == 0 && listen_on(S.host, S.port) == 0;
+}
+
+int main(int argc, char **argv)
+{
+    int status = options(argc, argv);
+    if (status >= 0)
+        return status;
+    status = 1;
+    if (setup()) {
+        int rc = ac_loop(S.map, -1.0, AC_FOREVER);
+        if (rc < 0 && rc != AC_EXIT_NOW)
+            logmsg(LOG_ERROR, "loop: %s", strerror(-rc));
+        else
+            status = 0;
+    }
+    if (S.map) {
+        ac_close_all(S.map, true);
+        ac_timer_free(S.backoff);
+        ac_timer_free(S.deadline);
+        ac_map_free(S.map); /* runs the finalizers */
+    }
+    while (S.qhead) {
+        struct notice *m = S.qhead;
+        S.qhead = m->next;
+        free(m);
+    }
+    logmsg(LOG_INFO, "bye");
+    return status;
+}
