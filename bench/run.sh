@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# bench/run.sh — the echo benchmark of issue 3 (method: docs/BENCHMARKS.md).
+#
+# Builds nothing: `make bench` builds build/ first.  Runs every server on
+# every row, interleaved (round -> row -> servers, the server order rotated
+# each round), each measurement against a freshly started server, and
+# prints the markdown table of medians with the ratio to the hand-written
+# epoll loop.  The raw lines and the table are kept in $OUT.
+#
+# Environment (defaults in brackets):
+#   BUILD    build tree holding bench/ programs           [build]
+#   ROUNDS   rounds                                       [3]
+#   SECS     measuring window per run, seconds            [3]
+#   WARMUP   warm-up per run, seconds                     [0.5]
+#   IDLE     idle connections of the idle row             [10000]
+#   SERVERS  subset of: epoll ac libev libevent libuv asyncore
+#   ROWS     subset of: rr1 rr100 rr1000 big100 big100nd idle connrate
+#   CAP      seconds a run may take before it is "n/a"    [60]
+#   PY_IDLE_CAP     the same for Python's idle row        [150]
+#   PY_IDLE_ROUNDS  rounds in which Python's idle row runs [1]
+#   OUT      where raw results and the table go           [$BUILD/bench-results]
+#   STEAL_MAX      rerun a run whose window lost more than this share
+#                  of CPU time to the hypervisor (steal), percent [3]
+#   STEAL_RETRIES  reruns allowed per measurement               [2]
+#   NOPIN=1  do not pin (server on CPU 0, loadgen on CPU 1 otherwise)
+set -u
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$ROOT/build}
+B=$BUILD/bench
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-3}
+WARMUP=${WARMUP:-0.5}
+IDLE=${IDLE:-10000}
+CAP=${CAP:-60}
+PY_IDLE_CAP=${PY_IDLE_CAP:-150}
+PY_IDLE_ROUNDS=${PY_IDLE_ROUNDS:-1}
+SERVERS=${SERVERS:-"epoll ac libev libevent libuv asyncore"}
+ROWS=${ROWS:-"rr1 rr100 rr1000 big100 big100nd idle connrate"}
+OUT=${OUT:-$BUILD/bench-results}
+STEAL_MAX=${STEAL_MAX:-3}
+STEAL_RETRIES=${STEAL_RETRIES:-2}
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+[ -x "$B/loadgen" ] || die "$B/loadgen missing: build first (make bench)"
+mkdir -p "$OUT"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+RAW=$OUT/raw-$stamp.txt
+TABLE=$OUT/table-$stamp.md
+SLOG=$OUT/servers-$stamp.log
+: >"$RAW"
+
+# 10,000 idle connections need more descriptors than the usual 1024, in the
+# servers and in the load generator.  Each program also raises its own soft
+# limit to the hard one; this covers the shell's children alike.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((IDLE + 100)) ] ||
+    echo "run.sh: warning: ulimit -n is $(ulimit -n), the idle row needs $((IDLE + 100))" >&2
+
+# Pinning: the server alone on CPU 0, the load generator alone on CPU 1, so
+# that neither steals the other's cycles and every server meets the same
+# placement.
+SRV_PIN=() LG_PIN=()
+if [ -z "${NOPIN:-}" ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    SRV_PIN=(taskset -c 0) LG_PIN=(taskset -c 1)
+fi
+
+server_cmd() {  # server nodelay -> prints nothing, sets CMD or returns 1
+    local s=$1 nd=$2
+    local n=()
+    [ "$nd" = 1 ] && n=(-n)
+    case $s in
+    epoll) CMD=("$B/echo_epoll") ;;
+    ac) CMD=("$B/echo_ac") ;;
+    libev | libevent | libuv) CMD=("$B/echo_$s" "${n[@]}") ;;
+    asyncore) CMD=(python3 "$ROOT/bench/peers/echo_asyncore.py" "${n[@]}") ;;
+    *) return 1 ;;
+    esac
+    [ "$s" = asyncore ] || [ -x "${CMD[0]}" ]
+}
+
+row_args() {  # row -> sets ARGS
+    case $1 in
+    rr1) ARGS=(-m rr -c 1 -s 64) ;;
+    rr100) ARGS=(-m rr -c 100 -s 64) ;;
+    rr1000) ARGS=(-m rr -c 1000 -s 64) ;;
+    big100 | big100nd) ARGS=(-m rr -c 100 -s 16384) ;;
+    idle) ARGS=(-m idle -k "$IDLE") ;;
+    connrate) ARGS=(-m connrate -j 32) ;;
+    *) die "unknown row $1" ;;
+    esac
+}
+
+SRV_PID=
+start_server() {  # cmd... ; sets SRV_PID and PORT
+    local tmp
+    tmp=$(mktemp)
+    "${SRV_PIN[@]}" "$@" >"$tmp" 2>>"$SLOG" &
+    SRV_PID=$!
+    PORT=
+    for _ in $(seq 100); do
+        PORT=$(awk '$1 == "PORT" { print $2; exit }' "$tmp")
+        [ -n "$PORT" ] && break
+        kill -0 "$SRV_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    rm -f "$tmp"
+    [ -n "$PORT" ]
+}
+
+stop_server() {
+    [ -n "$SRV_PID" ] || return 0
+    kill -TERM "$SRV_PID" 2>/dev/null
+    for _ in $(seq 100); do
+        kill -0 "$SRV_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL "$SRV_PID" 2>/dev/null
+    wait "$SRV_PID" 2>/dev/null
+    SRV_PID=
+}
+trap 'stop_server; exit 130' INT TERM
+
+run_one() {  # round row server
+    local round=$1 row=$2 s=$3 nd=0 cap=$CAP tag
+    tag="server=$s row=$row round=$round"
+    if [ "$row" = big100nd ]; then
+        # The supplementary row: the peers that leave Nagle on, given
+        # TCP_NODELAY.  epoll and libasyncore always set it.
+        case $s in epoll | ac) return 0 ;; esac
+        nd=1
+    fi
+    if [ "$s" = asyncore ] && [ "$row" = idle ]; then
+        [ "$round" -le "$PY_IDLE_ROUNDS" ] || return 0
+        cap=$PY_IDLE_CAP
+    fi
+    server_cmd "$s" "$nd" || return 0
+    row_args "$row"
+    local attempt res rc steal
+    for attempt in $(seq $((STEAL_RETRIES + 1))); do
+        if ! start_server "${CMD[@]}"; then
+            echo "$tag status=fail what=server-start" >>"$RAW"
+            stop_server
+            return 0
+        fi
+        res=$(timeout -s INT "$cap" "${LG_PIN[@]}" "$B/loadgen" -p "$PORT" -P "$SRV_PID" \
+            -d "$SECS" -w "$WARMUP" -T "$((cap - 10))" "${ARGS[@]}" 2>>"$SLOG")
+        rc=$?
+        stop_server
+        [ -n "$res" ] || res="status=fail rc=$rc"
+        [ $rc -eq 124 ] && res="$res status=timeout"
+        # A window in which the host stole CPU time from this VM measured
+        # the host: keep the line (status=steal, not counted) and rerun.
+        steal=$(sed -n 's/.*steal_pct=\([0-9.]*\).*/\1/p' <<<"$res")
+        if [ -n "$steal" ] && [ "$attempt" -le "$STEAL_RETRIES" ] &&
+            awk -v a="$steal" -v b="$STEAL_MAX" 'BEGIN { exit !(a > b) }'; then
+            echo "$tag ${res/status=ok/status=steal}" | tee -a "$RAW" >&2
+            continue
+        fi
+        echo "$tag $res" | tee -a "$RAW" >&2
+        return 0
+    done
+}
+
+machine() {
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), nproc $(nproc)"
+    echo "- kernel: $(uname -r)"
+    echo "- libevent $(pkg-config --modversion libevent 2>/dev/null || echo -)," \
+        "libuv $(pkg-config --modversion libuv 2>/dev/null || echo -)," \
+        "libev $(dpkg-query -W -f '${Version}' libev-dev 2>/dev/null || echo -)," \
+        "$(python3 --version 2>&1)"
+    local bt
+    bt=$(awk -F= '/^CMAKE_BUILD_TYPE:/ { print $2 }' "$BUILD/CMakeCache.txt" 2>/dev/null)
+    echo "- build: $BUILD (CMAKE_BUILD_TYPE=${bt:-unset}; bench programs -O2)"
+    if [ ${#SRV_PIN[@]} -gt 0 ]; then
+        echo "- pinning: server on CPU 0, loadgen on CPU 1 (taskset)"
+    else
+        echo "- pinning: none"
+    fi
+    echo "- rounds $ROUNDS, window ${SECS} s after ${WARMUP} s warm-up, medians quoted"
+    echo "- runs whose window lost more than ${STEAL_MAX}% of the CPUs to the hypervisor" \
+        "(steal) rerun, up to $STEAL_RETRIES times: $(grep -c 'status=steal' "$RAW") reruns"
+}
+
+read -r -a servers <<<"$SERVERS"
+read -r -a rows <<<"$ROWS"
+echo "run.sh: ${#servers[@]} servers x ${#rows[@]} rows x $ROUNDS rounds; raw lines in $RAW" >&2
+for round in $(seq "$ROUNDS"); do
+    # Rotate the server order by one each round.
+    k=$(((round - 1) % ${#servers[@]}))
+    order=("${servers[@]:k}" "${servers[@]:0:k}")
+    for row in "${rows[@]}"; do
+        for s in "${order[@]}"; do
+            run_one "$round" "$row" "$s"
+        done
+    done
+done
+
+{
+    machine
+    echo
+    python3 "$ROOT/bench/report.py" "$RAW" "${servers[@]}"
+} | tee "$TABLE"
+echo "run.sh: table in $TABLE" >&2
