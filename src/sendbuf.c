@@ -182,11 +182,11 @@ int ac_buffered_send(ac_dispatcher *d, const void *data, size_t len)
          * buffer is empty, so its front is `data` itself. */
         size_t first = len < b->chunk ? len : b->chunk;
         ssize_t sent = ac_send(d, data, first);
-        if (sent < 0)
-            return (int)sent;
-        if (append(b, (const char *)data + sent, len - (size_t)sent) < 0)
+        size_t done = sent > 0 ? (size_t)sent : 0;
+        if (append(b, (const char *)data + done, len - done) < 0)
             return -ENOMEM;
-        return changed(d, b);
+        int rc = changed(d, b);
+        return sent < 0 ? (int)sent : rc; /* S16: a propagated failure keeps the data */
     }
     if (append(b, data, len) < 0)
         return -ENOMEM;
