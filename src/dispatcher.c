@@ -253,8 +253,8 @@ int ac_shutdown(ac_dispatcher *d, int how)
 
 int ac_socket_error(ac_dispatcher *d)
 {
-    if (d->is_file && d->fd >= 0)
-        return 0; /* F3 */
+    if (d->is_file)
+        return 0; /* F3: files answer 0, even once closed (F8) */
     int err = 0;
     socklen_t len = sizeof(err);
     if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)

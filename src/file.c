@@ -45,6 +45,7 @@ int ac_file_dispatcher_new(ac_dispatcher **out, ac_map *m, const ac_handlers *h,
             rc = AC__RAISE(d, errno, "fcntl");
     }
     if (rc < 0) {
+        ac_set_handlers(d, NULL); /* a call that fails never calls back: no finalize */
         ac_close(d);
         return rc;
     }
