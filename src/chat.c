@@ -30,6 +30,7 @@ struct chat {
     char *term_bytes;
     size_t term_len;          /* BYTES: its length; COUNT: bytes remaining (C7) */
     size_t max_input, record_len;
+    bool input_over;          /* max_input passed: reading stays off for good */
     char *incoming;           /* C2's opt-in collector */
     size_t inc_len, inc_cap;
     /* output */
@@ -158,6 +159,7 @@ static int collect(ac_dispatcher *d, struct chat *c, const char *p, size_t n)
     if (c->max_input && c->record_len + n > c->max_input) {
         c->vlen = 0; /* the bound holds whatever the handlers do next */
         c->record_len = 0;
+        c->input_over = true;
         ac_set_reading(d, false);
         return AC__RAISE(d, EMSGSIZE, "max_input");
     }
@@ -212,9 +214,11 @@ static int split(ac_dispatcher *d, struct chat *c)
         if (c->term == AC_TERM_NONE || n == 0) {
             rc = collect(d, c, take(c, L), L); /* C6a */
         } else if (c->term == AC_TERM_COUNT) {
-            size_t k = L < n ? L : n; /* C6b, C7 */
-            c->term_len = n - k;
+            /* C6b, C7: the piece is passed on first, then the count left
+             * is stored, replacing whatever collect_incoming_data set. */
+            size_t k = L < n ? L : n;
             rc = collect(d, c, take(c, k), k);
+            set_term(d, AC_TERM_COUNT, NULL, n - k);
             if (rc == 0 && k == n)
                 rc = found(d, c);
         } else {
@@ -328,6 +332,13 @@ static int chat_handle_write(ac_dispatcher *d)
     return ac_initiate_send(d); /* C19 */
 }
 
+/* Backpressure lets reading go again, unless max_input stopped it. */
+static void resume_reading(ac_dispatcher *d, struct chat *c)
+{
+    if (!c->input_over)
+        ac_set_reading(d, true);
+}
+
 /* After the queue changed: interest (X7), then backpressure. */
 static int changed(ac_dispatcher *d, struct chat *c)
 {
@@ -341,7 +352,7 @@ static int changed(ac_dispatcher *d, struct chat *c)
     }
     if (c->above_high && c->pending <= c->low) {
         c->above_high = false;
-        ac_set_reading(d, true);
+        resume_reading(d, c);
         return AC__FN(d, handle_low_water)(d);
     }
     return 0;
@@ -521,6 +532,8 @@ int ac_chat_set_watermarks(ac_dispatcher *d, size_t low, size_t high)
         return -EINVAL;
     c->low = low;
     c->high = high;
+    if (c->above_high)
+        resume_reading(d, c); /* the new marks start from "not above" */
     c->above_high = false;
     return 0;
 }
