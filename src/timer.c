@@ -213,7 +213,9 @@ int ac_set_idle_timeout(ac_dispatcher *d, double seconds)
 
 void ac__idle_activity(ac_dispatcher *d)
 {
-    d->idle->last = d->map->now;
+    /* Inside the loop the map's clock was read this iteration; outside it
+     * may be long stale. */
+    d->idle->last = d->map->depth ? d->map->now : ac__clock();
 }
 
 void ac__idle_release(ac_dispatcher *d)
