@@ -1,0 +1,863 @@
+/* portfwd — a TCP port forwarder: the seed's asyncore forwarder as a tool
+ * that reads rinetd's configuration.
+ *
+ * Each rule is a listener; each accepted client gets a non-blocking connect
+ * to the rule's remote and the two sockets become a relay
+ * (asyncore_relay.h), which moves the bytes with bounded buffers,
+ * half-close and reset propagation.  With --threads N there are N workers,
+ * each a map in its own thread with its own SO_REUSEPORT listeners; the
+ * main thread is worker 0 and also receives the signals.
+ *
+ * Rules live in a ruleset, made from the command line or the config file.
+ * SIGHUP makes a new ruleset and hands it to every worker, which keeps the
+ * listeners whose address is unchanged (their backlog survives) and
+ * replaces the others.  Relays keep pointing at the rule they started
+ * under, so old rulesets are kept until exit (a reload is rare and a
+ * ruleset small). */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <asyncore.h>
+#include <asyncore_relay.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ACCEPT_BACKOFF 0.1 /* seconds accept pauses after EMFILE and the like */
+#define MAX_THREADS 64
+
+enum { LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+
+struct stats { /* per rule, shared by the workers */
+    atomic_long active, total, refused, errors;
+    atomic_ullong in, out; /* client -> remote, remote -> client */
+};
+
+struct rule {
+    struct pf_rule *src;   /* its line in the ruleset's config */
+    struct ruleset *rs;    /* the ruleset it belongs to */
+    struct sockaddr_storage bind, remote, source;
+    socklen_t bind_len, remote_len, source_len; /* source_len 0: none */
+    double idle_timeout;
+    char name[160];        /* "bindhost:port -> connecthost:port" */
+    struct stats st;
+};
+
+struct ruleset {
+    struct pf_config cfg;
+    struct rule *rules;
+    size_t n;
+    struct ruleset *older;
+    int logfd;             /* the config's logfile, -1 if none */
+};
+
+struct worker {
+    int id;
+    ac_map *map;
+    pthread_t thread;
+    ac_timer *backoff, *drain;
+    struct listener *listeners;
+    bool stopping;
+};
+
+struct listener {
+    struct listener *next;
+    struct worker *w;
+    struct rule *rule;
+    ac_dispatcher *d;
+};
+
+struct conn { /* what a relay's done callback needs */
+    struct rule *rule;
+    char client[INET6_ADDRSTRLEN + 8];
+};
+
+static struct {
+    /* options */
+    const char *config_path;
+    const char *local_ip, *local_port, *remote_ip, *remote_port, *source;
+    int backlog;
+    double connect_timeout, idle_timeout, drain_timeout;
+    bool keepalive;
+    long max_conns;
+    size_t buffer;
+    int threads;
+    int verbosity;
+    /* state */
+    struct ruleset *rs; /* the newest; older ones hang off it */
+    struct worker workers[MAX_THREADS];
+    atomic_long active;  /* relays, all rules, all workers */
+    int stop_signals;
+} S = {
+    .local_ip = "127.0.0.1",
+    .backlog = 128,
+    .connect_timeout = 10,
+    .drain_timeout = 10,
+    .max_conns = 10000,
+    .threads = 1,
+    .verbosity = LOG_INFO,
+};
+
+/* ------------------------------------------------------------ logging */
+
+static void logmsg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logmsg(int level, const char *fmt, ...)
+{
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    if (level > S.verbosity)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "portfwd: %s: %s\n", names[level], line);
+}
+
+static void library_log(ac_dispatcher *d, const char *type, const char *msg, void *ctx)
+{
+    (void)d, (void)ctx;
+    bool bad = !strcmp(type, "warning") || !strcmp(type, "error");
+    logmsg(bad ? LOG_WARNING : LOG_DEBUG, "%s", msg);
+}
+
+static void sockaddr_text(const struct sockaddr *sa, socklen_t len, char *out, size_t size)
+{
+    char host[NI_MAXHOST] = "?";
+    getnameinfo(sa, len, host, sizeof host, NULL, 0, NI_NUMERICHOST);
+    snprintf(out, size, "%s", host);
+}
+
+/* One line per connection.  Without a logfile it goes to stderr at level
+ * info; with one, in rinetd's tab-separated form, or its "common" form
+ * (logcommon), which web log tools read. */
+static void log_connection(const struct rule *r, const char *client,
+                           unsigned long long in, unsigned long long out, double secs,
+                           const char *result)
+{
+    const struct pf_rule *p = r->src;
+    const struct ruleset *rs = r->rs;
+    if (rs->logfd < 0) {
+        logmsg(LOG_INFO, "%s via %s: %llu bytes in, %llu out, %.3f s, %s", client, r->name, in,
+               out, secs, result);
+        return;
+    }
+    char when[64], line[1024];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    int n;
+    if (rs->cfg.logcommon) {
+        strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S %z", &tm);
+        n = snprintf(line, sizeof line,
+                     "%s - - [%s] \"GET /rinetd-services/%s/%s/%s/%s/%s HTTP/1.0\" 200 %llu - - - "
+                     "%llu\n",
+                     client, when, p->bind_host, p->bind_port, p->connect_host, p->connect_port,
+                     result, out, in);
+    } else {
+        strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S", &tm);
+        n = snprintf(line, sizeof line, "%s\t%s\t%s\t%s\t%s\t%s\t%llu\t%llu\t%s\n", when, client,
+                     p->bind_host, p->bind_port, p->connect_host, p->connect_port, in, out,
+                     result);
+    }
+    /* One write per line on an O_APPEND descriptor: lines from several
+     * workers never interleave. */
+    if (n > 0 && write(rs->logfd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line) < 0)
+        logmsg(LOG_WARNING, "logfile: %s", strerror(errno));
+}
+
+/* ---------------------------------------------------------- rulesets */
+
+static int resolve(const char *host, const char *port, bool passive, struct sockaddr_storage *ss,
+                   socklen_t *len, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0};
+    struct addrinfo *ai;
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai) {
+        snprintf(err, errlen, "cannot resolve %s port %s: %s", host ? host : "*",
+                 port ? port : "0", gai_strerror(gai));
+        return -1;
+    }
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *len = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
+}
+
+static void ruleset_free(struct ruleset *rs)
+{
+    while (rs) {
+        struct ruleset *older = rs->older;
+        if (rs->logfd >= 0)
+            close(rs->logfd);
+        free(rs->rules);
+        pf_config_free(&rs->cfg);
+        free(rs);
+        rs = older;
+    }
+}
+
+/* The command line's one rule, as if it were a config file's line. */
+static int cmdline_config(struct pf_config *cfg, char *err, size_t errlen)
+{
+    if (!S.local_port || !S.remote_ip || !S.remote_port) {
+        snprintf(err, errlen, "give -p, -r and -P (or -c FILE); see --help");
+        return -EINVAL;
+    }
+    char line[1024];
+    int n = snprintf(line, sizeof line, "%s %s %s %s\n", S.local_ip, S.local_port, S.remote_ip,
+                     S.remote_port);
+    return pf_config_parse(line, (size_t)n, "command line", cfg, err, errlen);
+}
+
+/* Load (or build) the configuration and resolve every address in it.  All
+ * of it is checked before anything listens; a failure leaves nothing. */
+static struct ruleset *ruleset_load(char *err, size_t errlen)
+{
+    struct ruleset *rs = calloc(1, sizeof *rs);
+    if (!rs) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    rs->logfd = -1;
+    int rc = S.config_path ? pf_config_load(S.config_path, &rs->cfg, err, errlen)
+                           : cmdline_config(&rs->cfg, err, errlen);
+    if (rc == 0 && rs->cfg.nrules == 0) {
+        snprintf(err, errlen, "%s: no forwarding rule", S.config_path);
+        rc = -EINVAL;
+    }
+    if (rc == 0 && !(rs->rules = calloc(rs->cfg.nrules, sizeof *rs->rules))) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < rs->cfg.nrules; i++) {
+        struct pf_rule *p = &rs->cfg.rules[i];
+        struct rule *r = &rs->rules[i];
+        r->src = p;
+        r->rs = rs;
+        r->idle_timeout = p->timeout > 0 ? p->timeout : S.idle_timeout;
+        snprintf(r->name, sizeof r->name, "%s:%s -> %s:%s", p->bind_host, p->bind_port,
+                 p->connect_host, p->connect_port);
+        const char *source = p->source ? p->source : S.source;
+        if (resolve(p->bind_host, p->bind_port, true, &r->bind, &r->bind_len, err, errlen) ||
+            resolve(p->connect_host, p->connect_port, false, &r->remote, &r->remote_len, err,
+                    errlen) ||
+            (source && resolve(source, NULL, true, &r->source, &r->source_len, err, errlen)))
+            rc = -EINVAL;
+    }
+    if (rc == 0 && rs->cfg.logfile) {
+        rs->logfd = open(rs->cfg.logfile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (rs->logfd < 0) {
+            snprintf(err, errlen, "%s: %s", rs->cfg.logfile, strerror(errno));
+            rc = -errno;
+        }
+    }
+    if (rc < 0) {
+        ruleset_free(rs);
+        return NULL;
+    }
+    rs->n = rs->cfg.nrules;
+    return rs;
+}
+
+/* -------------------------------------------------------- connections */
+
+static const char *result_name(const ac_relay_stats *st)
+{
+    switch (st->how) {
+    case AC_RELAY_CLEAN:
+        /* rinetd's words: "remote" is the client, "local" the forwarded-to
+         * server; the side that finished first is named. */
+        return st->first_eof == AC_RELAY_A ? "done-remote-closed" : "done-local-closed";
+    case AC_RELAY_CONNECT_FAILED: return "local-connect-failed";
+    default: return ac_relay_end_name(st->how);
+    }
+}
+
+static void relay_done(ac_relay *relay, const ac_relay_stats *st, void *arg)
+{
+    (void)relay;
+    struct conn *c = arg;
+    struct stats *rs = &c->rule->st;
+    atomic_fetch_sub(&rs->active, 1);
+    atomic_fetch_sub(&S.active, 1);
+    atomic_fetch_add(&rs->in, st->bytes[AC_RELAY_AB]);
+    atomic_fetch_add(&rs->out, st->bytes[AC_RELAY_BA]);
+    if (st->how != AC_RELAY_CLEAN)
+        atomic_fetch_add(&rs->errors, 1);
+    const char *why = result_name(st);
+    if (st->err)
+        logmsg(LOG_DEBUG, "%s via %s: %s: %s", c->client, c->rule->name, why,
+               strerror(st->err));
+    log_connection(c->rule, c->client, (unsigned long long)st->bytes[AC_RELAY_AB],
+                   (unsigned long long)st->bytes[AC_RELAY_BA], st->end - st->start, why);
+    free(c);
+}
+
+static void keepalive(int fd)
+{
+    int one = 1;
+    if (S.keepalive)
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+}
+
+/* A socket to the rule's remote, its non-blocking connect started.
+ * *connecting tells whether it is still in progress.  fd or -errno. */
+static int connect_remote(const struct rule *r, bool *connecting)
+{
+    int fd = socket(r->remote.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (r->source_len && bind(fd, (const struct sockaddr *)&r->source, r->source_len) < 0)
+        goto fail;
+    keepalive(fd);
+    *connecting = connect(fd, (const struct sockaddr *)&r->remote, r->remote_len) < 0;
+    if (*connecting && errno != EINPROGRESS)
+        goto fail;
+    return fd;
+fail:;
+    int err = errno;
+    close(fd);
+    return -err;
+}
+
+/* Whether a new client may come in; if not, why (for the log). */
+static const char *admission(const struct listener *l, const char *client)
+{
+    const struct pf_config *cfg = &l->rule->rs->cfg;
+    if (!pf_allowed(cfg, NULL, client))
+        return "not-allowed";
+    if (!pf_allowed(cfg, l->rule->src, client))
+        return "denied";
+    if (atomic_load(&S.active) >= S.max_conns)
+        return "refused";
+    return NULL;
+}
+
+static int listener_accepted(ac_dispatcher *d, int fd, const struct sockaddr *addr,
+                             socklen_t addrlen)
+{
+    struct listener *l = ac_user(d);
+    struct rule *r = l->rule;
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return 0;
+    }
+    c->rule = r;
+    sockaddr_text(addr, addrlen, c->client, sizeof c->client);
+    atomic_fetch_add(&r->st.total, 1);
+    const char *no = admission(l, c->client);
+    if (no) {
+        atomic_fetch_add(&r->st.refused, 1);
+        close(fd); /* a plain FIN: the client learns at once */
+        log_connection(r, c->client, 0, 0, 0, no);
+        free(c);
+        return 0;
+    }
+    keepalive(fd);
+    bool connecting = false;
+    int rfd = connect_remote(r, &connecting);
+    ac_relay_config cfg = {.buffer_size = S.buffer,
+                           .b_connecting = connecting,
+                           .connect_timeout = S.connect_timeout,
+                           .idle_timeout = r->idle_timeout};
+    atomic_fetch_add(&r->st.active, 1);
+    atomic_fetch_add(&S.active, 1);
+    int rc = rfd < 0 ? rfd : ac_relay_new(NULL, ac_map_of(d), fd, rfd, &cfg, relay_done, c);
+    if (rc < 0) {
+        /* Nothing to relay: the client is closed, the others go on. */
+        if (rfd >= 0)
+            close(rfd);
+        close(fd);
+        ac_relay_stats st = {.how = AC_RELAY_CONNECT_FAILED, .err = -rc, .first_eof = -1};
+        relay_done(NULL, &st, c);
+    }
+    return 0;
+}
+
+static double resume_accepting(ac_timer *t, void *arg)
+{
+    (void)t;
+    struct worker *w = arg;
+    for (struct listener *l = w->listeners; l; l = l->next)
+        ac_set_reading(l->d, true);
+    return -1;
+}
+
+/* An accept failure that is not "nothing there": EMFILE, ENFILE, ENOBUFS.
+ * asyncore would close the listener (W15) and ignoring it would spin on
+ * the still-readable backlog, so accepting pauses a moment; relays that
+ * are running go on, and freed descriptors let it recover. */
+static int listener_error(ac_dispatcher *d, const ac_error *e)
+{
+    struct listener *l = ac_user(d);
+    logmsg(LOG_WARNING, "%s: %s: %s (accepting again in %g s)", l->rule->name, e->op,
+           strerror(e->err), ACCEPT_BACKOFF);
+    atomic_fetch_add(&l->rule->st.errors, 1);
+    for (struct listener *o = l->w->listeners; o; o = o->next)
+        ac_set_reading(o->d, false);
+    ac_timer_start(l->w->backoff, ACCEPT_BACKOFF);
+    return 0;
+}
+
+static void listener_finalize(ac_dispatcher *d) { free(ac_user(d)); }
+
+static const ac_handlers listener_handlers = {
+    .name = "portfwd.listener",
+    .handle_accepted = listener_accepted,
+    .handle_error = listener_error,
+    .finalize = listener_finalize,
+};
+
+/* ---------------------------------------------------------- listeners */
+
+static struct listener *listener_open(struct worker *w, struct rule *r, char *err, size_t errlen)
+{
+    struct listener *l = calloc(1, sizeof *l);
+    ac_dispatcher *d = l ? ac_dispatcher_new(w->map, &listener_handlers, l) : NULL;
+    if (!d) {
+        free(l);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    l->w = w;
+    l->rule = r;
+    l->d = d;
+    int rc = ac_create_socket(d, r->bind.ss_family, SOCK_STREAM);
+    if (rc == 0) {
+        ac_set_reuse_addr(d);
+        int one = 1; /* every worker listens on the same address */
+        if (S.threads > 1 && setsockopt(ac_fd(d), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+            rc = -errno;
+    }
+    if (rc == 0)
+        rc = ac_bind(d, (const struct sockaddr *)&r->bind, r->bind_len);
+    if (rc == 0)
+        rc = ac_listen(d, S.backlog);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot listen on %s port %s: %s", r->src->bind_host,
+                 r->src->bind_port, strerror(-rc));
+        ac_close(d); /* finalize frees l */
+        return NULL;
+    }
+    return l;
+}
+
+static bool same_bind(const struct rule *a, const struct rule *b)
+{
+    return a->bind_len == b->bind_len && !memcmp(&a->bind, &b->bind, a->bind_len);
+}
+
+/* Listen for every rule of rs.  A listener whose address is in rs too is
+ * kept (its backlog survives a reload) and serves the new rule; the rest
+ * are closed.  On failure the worker keeps what it had. */
+static int worker_install(struct worker *w, struct ruleset *rs, char *err, size_t errlen)
+{
+    struct listener *fresh = NULL, **tail = &fresh;
+    for (size_t i = 0; i < rs->n; i++) {
+        struct listener *l = NULL;
+        for (struct listener **pp = &w->listeners; *pp; pp = &(*pp)->next)
+            if (same_bind((*pp)->rule, &rs->rules[i])) {
+                l = *pp;
+                *pp = l->next;
+                break;
+            }
+        if (!l)
+            l = listener_open(w, &rs->rules[i], err, errlen);
+        if (!l) {
+            *tail = w->listeners; /* put back what was taken */
+            w->listeners = fresh;
+            return -1;
+        }
+        l->rule = &rs->rules[i];
+        l->next = NULL;
+        *tail = l;
+        tail = &l->next;
+    }
+    for (struct listener *l = w->listeners; l; l = l->next)
+        ac_close(l->d);
+    w->listeners = fresh;
+    if (w->id == 0)
+        for (struct listener *l = fresh; l; l = l->next) {
+            struct sockaddr_storage ss;
+            socklen_t len = sizeof ss;
+            char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
+            if (getsockname(ac_fd(l->d), (struct sockaddr *)&ss, &len) == 0)
+                getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, serv, sizeof serv,
+                            NI_NUMERICHOST | NI_NUMERICSERV);
+            logmsg(LOG_INFO, "listening on %s port %s, forwarding to %s port %s", host, serv,
+                   l->rule->src->connect_host, l->rule->src->connect_port);
+        }
+    return 0;
+}
+
+/* ------------------------------------------------------------ workers */
+
+static double drain_over(ac_timer *t, void *arg)
+{
+    (void)t;
+    struct worker *w = arg;
+    long left = atomic_load(&S.active);
+    if (left)
+        logmsg(LOG_INFO, "drain timeout: closing the connections left");
+    ac_close_all(w->map, true);
+    return -1;
+}
+
+/* Stop accepting; the loop ends once the relays have finished, or the
+ * drain timeout closes them. */
+static void worker_stop(ac_map *m, void *arg)
+{
+    (void)m;
+    struct worker *w = arg;
+    if (w->stopping) {
+        ac_close_all(w->map, true); /* asked twice: now */
+        return;
+    }
+    w->stopping = true;
+    for (struct listener *l = w->listeners; l; l = l->next)
+        ac_close(l->d);
+    w->listeners = NULL;
+    ac_timer_stop(w->backoff);
+    if (S.drain_timeout > 0)
+        ac_timer_start(w->drain, S.drain_timeout);
+    else
+        ac_close_all(w->map, true);
+}
+
+static void worker_reload(ac_map *m, void *arg)
+{
+    (void)m;
+    struct worker *w = &S.workers[0];
+    for (int i = 0; i < S.threads; i++)
+        if (S.workers[i].map == m)
+            w = &S.workers[i];
+    char err[512];
+    if (!w->stopping && worker_install(w, arg, err, sizeof err) < 0)
+        logmsg(LOG_ERROR, "reload: %s (worker %d keeps its listeners)", err, w->id);
+}
+
+static int worker_open(struct worker *w, int id)
+{
+    w->id = id;
+    int rc = ac_map_new(&w->map, AC_POLLER_DEFAULT);
+    if (rc < 0)
+        return rc;
+    w->backoff = ac_timer_new(w->map, resume_accepting, w);
+    w->drain = ac_timer_new(w->map, drain_over, w);
+    return w->backoff && w->drain ? 0 : -ENOMEM;
+}
+
+static void worker_close(struct worker *w)
+{
+    if (!w->map)
+        return;
+    ac_close_all(w->map, true);
+    ac_timer_free(w->backoff);
+    ac_timer_free(w->drain);
+    ac_map_free(w->map); /* runs the finalizers left */
+    w->map = NULL;
+}
+
+static int worker_run(struct worker *w)
+{
+    int rc = ac_loop(w->map, -1.0, AC_FOREVER);
+    if (rc < 0 && rc != AC_EXIT_NOW) {
+        logmsg(LOG_ERROR, "worker %d: loop: %s", w->id, strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+static void *worker_thread(void *arg)
+{
+    worker_run(arg);
+    ac_relay_cache_release();
+    return NULL;
+}
+
+/* ------------------------------------------------------------ signals */
+
+static void print_stats(const char *when)
+{
+    fprintf(stderr, "portfwd: stats (%s):\n", when);
+    for (struct ruleset *rs = S.rs; rs; rs = rs->older)
+        for (size_t i = 0; i < rs->n; i++) {
+            struct stats *st = &rs->rules[i].st;
+            if (rs != S.rs && !atomic_load(&st->total))
+                continue; /* an older rule that saw nothing */
+            fprintf(stderr,
+                    "portfwd:   %s%s: active %ld, total %ld, refused %ld, errors %ld, "
+                    "bytes in %llu, out %llu\n",
+                    rs->rules[i].name, rs == S.rs ? "" : " (before reload)",
+                    atomic_load(&st->active), atomic_load(&st->total),
+                    atomic_load(&st->refused), atomic_load(&st->errors),
+                    atomic_load(&st->in), atomic_load(&st->out));
+        }
+}
+
+static int on_signal(ac_map *m, int signo, void *arg)
+{
+    (void)m, (void)arg;
+    if (signo == SIGUSR1) {
+        print_stats("SIGUSR1");
+        return 0;
+    }
+    if (signo == SIGHUP) {
+        if (S.stop_signals)
+            return 0;
+        char err[512];
+        struct ruleset *rs = ruleset_load(err, sizeof err);
+        if (!rs) {
+            logmsg(LOG_ERROR, "reload: %s (the old configuration stays)", err);
+            return 0;
+        }
+        rs->older = S.rs;
+        S.rs = rs;
+        logmsg(LOG_INFO, "SIGHUP: %zu rules loaded", rs->n);
+        worker_reload(S.workers[0].map, rs);
+        for (int i = 1; i < S.threads; i++)
+            ac_call_soon_threadsafe(S.workers[i].map, worker_reload, rs);
+        return 0;
+    }
+    if (S.stop_signals++ == 0)
+        logmsg(LOG_INFO, "%s: no new connections; %ld to finish within %g s", strsignal(signo),
+               atomic_load(&S.active), S.drain_timeout);
+    worker_stop(S.workers[0].map, &S.workers[0]);
+    for (int i = 1; i < S.threads; i++)
+        ac_call_soon_threadsafe(S.workers[i].map, worker_stop, &S.workers[i]);
+    return 0;
+}
+
+/* ------------------------------------------------------------ options */
+
+static const char usage[] =
+    "usage: portfwd [OPTIONS] -p PORT -r HOST -P PORT\n"
+    "       portfwd [OPTIONS] -c FILE\n"
+    "Forward TCP connections from a local address to a remote one.\n"
+    "\n"
+    "  -l, --local-ip ADDR      address to listen on (default 127.0.0.1)\n"
+    "  -p, --local-port PORT    port to listen on (0: any free port, see the log)\n"
+    "  -r, --remote-ip HOST     where to connect (a name or an address)\n"
+    "  -P, --remote-port PORT   port to connect to\n"
+    "  -b, --backlog N          listen backlog (default 128)\n"
+    "  -c, --config FILE        rules from a rinetd configuration file\n"
+    "      --connect-timeout S  give up connecting after S seconds (default 10; 0: never)\n"
+    "      --idle-timeout S     close connections silent for S seconds (default 0: never)\n"
+    "      --keepalive          TCP keepalive on both sides\n"
+    "      --max-conns N        connections at once; past it clients are refused\n"
+    "                           (default 10000)\n"
+    "      --source ADDR        local address of the outgoing connections\n"
+    "      --buffer BYTES       bytes held per direction (default 131072)\n"
+    "      --threads N          worker threads, each with its own listeners (default 1)\n"
+    "      --drain-timeout S    on SIGINT/SIGTERM, time left to live connections\n"
+    "                           (default 10)\n"
+    "  -q, --quiet              warnings and errors only (twice: errors only)\n"
+    "  -v, --verbose            also debug messages\n"
+    "  -h, --help               show this help\n"
+    "  -V, --version            show the version\n"
+    "\n"
+    "Signals: SIGUSR1 prints the stats, SIGHUP reloads -c FILE, SIGINT/SIGTERM drain and exit.\n";
+
+enum { OPT_CONNECT_TIMEOUT = 256, OPT_IDLE_TIMEOUT, OPT_KEEPALIVE, OPT_MAX_CONNS, OPT_SOURCE,
+       OPT_BUFFER, OPT_THREADS, OPT_DRAIN_TIMEOUT };
+
+static const struct option longopts[] = {
+    {"local-ip", required_argument, NULL, 'l'},
+    {"local-port", required_argument, NULL, 'p'},
+    {"remote-ip", required_argument, NULL, 'r'},
+    {"remote-port", required_argument, NULL, 'P'},
+    {"backlog", required_argument, NULL, 'b'},
+    {"config", required_argument, NULL, 'c'},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"keepalive", no_argument, NULL, OPT_KEEPALIVE},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"source", required_argument, NULL, OPT_SOURCE},
+    {"buffer", required_argument, NULL, OPT_BUFFER},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+static bool parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0 && v <= 1e9))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* -1 to go on, else the exit status. */
+static int options(int argc, char **argv)
+{
+    int c;
+    bool ok = true;
+    long v;
+    while (ok && (c = getopt_long(argc, argv, "l:p:r:P:b:c:qvhV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'l': S.local_ip = optarg; break;
+        case 'p': S.local_port = optarg; break;
+        case 'r': S.remote_ip = optarg; break;
+        case 'P': S.remote_port = optarg; break;
+        case 'b': ok = parse_long(optarg, 1, INT_MAX, &v), S.backlog = (int)v; break;
+        case 'c': S.config_path = optarg; break;
+        case OPT_CONNECT_TIMEOUT: ok = parse_seconds(optarg, &S.connect_timeout); break;
+        case OPT_IDLE_TIMEOUT: ok = parse_seconds(optarg, &S.idle_timeout); break;
+        case OPT_KEEPALIVE: S.keepalive = true; break;
+        case OPT_MAX_CONNS: ok = parse_long(optarg, 1, LONG_MAX, &S.max_conns); break;
+        case OPT_SOURCE: S.source = optarg; break;
+        case OPT_BUFFER: ok = parse_long(optarg, 1024, 1L << 30, &v), S.buffer = (size_t)v; break;
+        case OPT_THREADS: ok = parse_long(optarg, 1, MAX_THREADS, &v), S.threads = (int)v; break;
+        case OPT_DRAIN_TIMEOUT: ok = parse_seconds(optarg, &S.drain_timeout); break;
+        case 'q': S.verbosity -= S.verbosity > LOG_ERROR; break;
+        case 'v': S.verbosity = LOG_DEBUG; break;
+        case 'h': fputs(usage, stdout); return 0;
+        case 'V': printf("portfwd %s (libasyncore)\n", AC_VERSION_STRING); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+        if (!ok)
+            for (const struct option *o = longopts; o->name; o++)
+                if (o->val == c) {
+                    fprintf(stderr, "portfwd: invalid value for --%s: '%s'\n", o->name, optarg);
+                    break;
+                }
+    }
+    if (ok && optind < argc) {
+        fprintf(stderr, "portfwd: unexpected argument '%s'\n", argv[optind]);
+        ok = false;
+    }
+    if (ok && S.config_path && (S.local_port || S.remote_ip || S.remote_port)) {
+        fprintf(stderr, "portfwd: -c FILE and -p/-r/-P do not go together\n");
+        ok = false;
+    }
+    return ok ? -1 : 2;
+}
+
+/* --------------------------------------------------------------- main */
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static bool write_pidfile(const char *path)
+{
+    FILE *f = path ? fopen(path, "w") : NULL;
+    if (path && (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0)) {
+        logmsg(LOG_ERROR, "pidfile %s: %s", path, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* Everything before the loops: a failure here exits 1 with nothing
+ * listening.  Signals are watched (and so blocked) before the other
+ * threads start, so that they inherit the mask and only worker 0 gets
+ * them. */
+static bool setup(void)
+{
+    char err[512];
+    S.rs = ruleset_load(err, sizeof err);
+    if (!S.rs) {
+        logmsg(LOG_ERROR, "%s", err);
+        return false;
+    }
+    raise_fd_limit();
+    /* The relay splices only while SIGPIPE cannot kill the process. */
+    signal(SIGPIPE, SIG_IGN);
+    ac_set_log_hook(library_log, NULL);
+    for (int i = 0; i < S.threads; i++) {
+        int rc = worker_open(&S.workers[i], i);
+        if (rc < 0) {
+            logmsg(LOG_ERROR, "cannot create worker %d: %s", i, strerror(-rc));
+            return false;
+        }
+    }
+    static const int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
+    for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++)
+        if (ac_signal_watch(S.workers[0].map, signals[i], on_signal, NULL) < 0) {
+            logmsg(LOG_ERROR, "cannot watch %s", strsignal(signals[i]));
+            return false;
+        }
+    for (int i = 0; i < S.threads; i++)
+        if (worker_install(&S.workers[i], S.rs, err, sizeof err) < 0) {
+            logmsg(LOG_ERROR, "%s", err);
+            return false;
+        }
+    return write_pidfile(S.rs->cfg.pidfile);
+}
+
+int main(int argc, char **argv)
+{
+    int status = options(argc, argv);
+    if (status >= 0)
+        return status;
+    status = 1;
+    if (setup()) {
+        int started = 1;
+        for (; started < S.threads; started++)
+            if (pthread_create(&S.workers[started].thread, NULL, worker_thread,
+                               &S.workers[started]) != 0) {
+                logmsg(LOG_ERROR, "cannot start worker %d", started);
+                break;
+            }
+        if (started == S.threads && worker_run(&S.workers[0]) == 0)
+            status = 0;
+        for (int i = 1; i < started; i++) {
+            if (status)
+                ac_call_soon_threadsafe(S.workers[i].map, worker_stop, &S.workers[i]);
+            pthread_join(S.workers[i].thread, NULL);
+        }
+    }
+    for (int i = 0; i < S.threads; i++)
+        worker_close(&S.workers[i]);
+    ac_relay_cache_release();
+    if (S.rs) {
+        print_stats("exit");
+        if (S.rs->cfg.pidfile)
+            unlink(S.rs->cfg.pidfile);
+    }
+    ruleset_free(S.rs);
+    return status;
+}
