@@ -371,7 +371,9 @@ AC_EXTERN int ac_default_handle_error(ac_dispatcher *d, const ac_error *e);
 AC_EXTERN int ac_raise(ac_dispatcher *d, int err, const char *op, const char *file,
                        const char *func, int line);
 
-/* The failure most recently raised in d's map (D19/D20); err 0 if none. */
+/* The failure raised in the current dispatch of d's map (D19/D20): each
+ * guarded dispatch (ac_read, ac_write, ac_exception, ac_readwrite, and so
+ * the loop's) starts with none.  err 0 if none. */
 AC_EXTERN const ac_error *ac_current_error(const ac_dispatcher *d);
 
 /* The symbolic name of an errno ("ECONNRESET"), or NULL (D25). */

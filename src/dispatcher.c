@@ -401,19 +401,27 @@ static int guard_select(ac_dispatcher *d, int rc, const char *op)
     return ac__route_error(d, rc, op);
 }
 
+/* A guarded dispatch starts with no current failure, so that handle_error
+ * is never told where an earlier, already handled one arose (D19, D20). */
+static ac_dispatcher *fresh(ac_dispatcher *d)
+{
+    d->map->err = (ac_error){0};
+    return d;
+}
+
 int ac_read(ac_dispatcher *d)
 {
-    return guard_select(d, ac_handle_read_event(d), "handle_read_event");
+    return guard_select(d, ac_handle_read_event(fresh(d)), "handle_read_event");
 }
 
 int ac_write(ac_dispatcher *d)
 {
-    return guard_select(d, ac_handle_write_event(d), "handle_write_event");
+    return guard_select(d, ac_handle_write_event(fresh(d)), "handle_write_event");
 }
 
 int ac_exception(ac_dispatcher *d)
 {
-    return guard_select(d, ac_handle_expt_event(d), "handle_expt_event");
+    return guard_select(d, ac_handle_expt_event(fresh(d)), "handle_expt_event");
 }
 
 /* L13/L14: the steps in order, no re-check between them (not even after a
@@ -422,6 +430,7 @@ int ac_readwrite(ac_dispatcher *d, short revents)
 {
     int rc = 0;
     const char *op = "readwrite";
+    fresh(d);
     if (revents & POLLIN) {
         rc = ac_handle_read_event(d);
         op = "handle_read_event";

@@ -101,7 +101,9 @@ static int format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size
 size_t ac_describe(const ac_dispatcher *d, char *buf, size_t size)
 {
     const char *name = d->h->name ? d->h->name : d->layer->name;
-    const char *status = d->accepting && d->addr ? " listening" : d->connected ? " connected" : "";
+    /* Python's `accepting and addr`: an unnamed AF_UNIX address is '' (false). */
+    bool named = d->addr && !(d->addr->sa_family == AF_UNIX && d->addrlen <= sizeof(sa_family_t));
+    const char *status = d->accepting && named ? " listening" : d->connected ? " connected" : "";
     char addr[160] = "";
     if (d->addr) {
         addr[0] = ' ';
