@@ -23,7 +23,8 @@
  * other control character but a tab is an error (in a comment too).  A '#'
  * starts a comment anywhere, except inside a double-quoted file name
  * (logfile "/var/log/my rinetd.log", quotes dropped).  Keywords and option
- * names are lower case, as in rinetd.  A port is 1-65535 or a name that
+ * names are lower case, as in rinetd.  A port is 1-65535 (a bind port
+ * may be 0: the kernel picks one) or a name that
  * getservbyname(name, "tcp") knows, optionally followed by "/tcp", which is
  * dropped: bind_port and connect_port are otherwise kept as written, for
  * the caller to resolve.  Options may have blanks around '=' and ',', each
