@@ -17,7 +17,7 @@
  *   rest     the data
  *
  * Build: clang -fsanitize=fuzzer,address,undefined -Iinclude -Itests/support
- *        fuzz/fuzz_chat_split.c src/[a-z]*.c -lm -lpthread -o /tmp/fz && /tmp/fz
+ *        fuzz/fuzz_chat_split.c src/[a-z]*.c -lpthread -o /tmp/fz && /tmp/fz
  * Seeds: fuzz/corpus/chat_split/. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

@@ -120,7 +120,7 @@ void ac__chat_release(ac_dispatcher *d);
 
 /* timer.c */
 void ac__timers_run(ac_map *m);
-int ac__timers_timeout_ms(ac_map *m);
+double ac__timers_timeout(ac_map *m); /* seconds to the next timer, -1 if none */
 void ac__timers_detach(ac_map *m);
 void ac__idle_release(ac_dispatcher *d);
 void ac__idle_activity(ac_dispatcher *d);

@@ -9,7 +9,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <math.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,15 +188,18 @@ static void list_remove(ac_map *m, ac_dispatcher *d)
     d->prev = d->next = NULL;
 }
 
-static void preds_append(ac_map *m, ac_dispatcher *d)
+/* Into the list of channels with predicates at d's place in map order
+ * (L6): before the next one after d that is in it.  A channel just
+ * registered is the map's last, so this is an append then. */
+static void preds_insert(ac_map *m, ac_dispatcher *d)
 {
-    d->pnext = NULL;
-    d->pprev = m->ptail;
-    if (m->ptail)
-        m->ptail->pnext = d;
-    else
-        m->phead = d;
-    m->ptail = d;
+    ac_dispatcher *after = d->next;
+    while (after && !after->in_preds)
+        after = after->next;
+    d->pnext = after;
+    d->pprev = after ? after->pprev : m->ptail;
+    *(d->pprev ? &d->pprev->pnext : &m->phead) = d;
+    *(after ? &after->pprev : &m->ptail) = d;
     d->in_preds = true;
 }
 
@@ -323,7 +325,7 @@ int ac__register(ac_dispatcher *d)
     list_remove(m, d); /* L2: (re-)insertion moves to the end */
     list_append(m, d);
     if (has_predicates(d))
-        preds_append(m, d);
+        preds_insert(m, d);
     ac__touch(d);
     return 0;
 }
@@ -358,7 +360,7 @@ void ac_set_handlers(ac_dispatcher *d, const ac_handlers *h)
         if (d->in_preds)
             preds_remove(d->map, d);
         else
-            preds_append(d->map, d);
+            preds_insert(d->map, d);
     }
     ac__touch(d);
 }
@@ -416,6 +418,8 @@ static int collect(ac_map *m)
         if (!d->in_preds) /* closed or changed by an earlier predicate */
             continue;
         unsigned want = wanted(d);
+        if (!d->in_preds) /* a predicate closed d (close works from anywhere) */
+            continue;
         if (want != d->have) {
             int rc = apply(d, want);
             if (rc < 0)
@@ -436,14 +440,6 @@ static int collect(ac_map *m)
 }
 
 /* Seconds to milliseconds, rounding up (L8's allowed deviation, W18). */
-static int to_ms(double s)
-{
-    if (s < 0)
-        return -1;
-    double ms = ceil(s * 1000.0);
-    return ms > 2147483647.0 ? 2147483647 : (int)ms;
-}
-
 /* The wait, resumed with the remaining time after EINTR (L9). */
 static int wait_ready(ac_map *m, double timeout)
 {
@@ -461,11 +457,11 @@ static int wait_ready(ac_map *m, double timeout)
     }
     double deadline = timeout >= 0 ? ac__clock() + timeout : -1;
     for (;;) {
-        int ms = to_ms(timeout);
-        int t = ac__timers_timeout_ms(m);
-        if (t >= 0 && (ms < 0 || t < ms))
-            ms = t;
-        int n = m->ops->wait(m->poller, ms, m->ready, m->readycap);
+        double wait = timeout;
+        double t = ac__timers_timeout(m);
+        if (t >= 0 && (wait < 0 || t < wait))
+            wait = t;
+        int n = m->ops->wait(m->poller, wait, m->ready, m->readycap);
         if (n != -EINTR)
             return n;
         if (deadline >= 0) {

@@ -29,10 +29,25 @@ struct ac_poller_ops {
     void (*close)(struct ac_poller *p);
     /* Called only when want != have.  want 0 removes fd. */
     int (*set)(struct ac_poller *p, int fd, uint64_t tag, unsigned have, unsigned want);
-    /* Wait up to timeout_ms (-1 = forever); fill out[] with up to max ready
-     * entries; return the count or -errno.  EINTR is the caller's. */
-    int (*wait)(struct ac_poller *p, int timeout_ms, struct ac_ready *out, int max);
+    /* Wait up to timeout seconds (negative = forever) at the backend's own
+     * resolution; fill out[] with up to max ready entries; return the count
+     * or -errno.  EINTR is the caller's. */
+    int (*wait)(struct ac_poller *p, double timeout, struct ac_ready *out, int max);
 };
+
+/* Seconds to whole milliseconds for poll and epoll, rounded up so that a
+ * short wait never becomes a busy poll (L8's allowed deviation, W18);
+ * negative stays -1 (forever). */
+static inline int ac__timeout_ms(double s)
+{
+    if (s < 0)
+        return -1;
+    double ms = s * 1000.0;
+    if (ms >= 2147483647.0)
+        return 2147483647;
+    int whole = (int)ms;
+    return whole < ms ? whole + 1 : whole;
+}
 
 extern const struct ac_poller_ops ac__poller_epoll;
 extern const struct ac_poller_ops ac__poller_poll;

@@ -108,10 +108,9 @@ static int epoll_set(struct ac_poller *p, int fd, uint64_t tag, unsigned have, u
     return -errno;
 }
 
-static int epoll_wait_ready(struct ac_poller *p, int timeout_ms, struct ac_ready *out, int max)
+static int epoll_wait_ready(struct ac_poller *p, double timeout, struct ac_ready *out, int max)
 {
-    if (p->nfiles)
-        timeout_ms = 0;
+    int timeout_ms = p->nfiles ? 0 : ac__timeout_ms(timeout);
     int room = max - p->nfiles;
     if (room < 1)
         room = 1;

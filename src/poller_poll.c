@@ -92,9 +92,9 @@ static int poll_set(struct ac_poller *p, int fd, uint64_t tag, unsigned have, un
     return 0;
 }
 
-static int poll_wait(struct ac_poller *p, int timeout_ms, struct ac_ready *out, int max)
+static int poll_wait(struct ac_poller *p, double timeout, struct ac_ready *out, int max)
 {
-    int n = poll(p->pfd, (nfds_t)p->n, timeout_ms);
+    int n = poll(p->pfd, (nfds_t)p->n, ac__timeout_ms(timeout));
     if (n < 0)
         return -errno;
     int k = 0;

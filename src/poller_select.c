@@ -60,13 +60,16 @@ static int select_set(struct ac_poller *p, int fd, uint64_t tag, unsigned have, 
     return 0;
 }
 
-static int select_wait(struct ac_poller *p, int timeout_ms, struct ac_ready *out, int max)
+static int select_wait(struct ac_poller *p, double timeout, struct ac_ready *out, int max)
 {
     if (p->oversize)
         return -EINVAL;
     fd_set rd = p->rd, wr = p->wr, ex = p->ex;
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    int n = select(p->maxfd + 1, &rd, &wr, &ex, timeout_ms < 0 ? NULL : &tv);
+    /* L8: microseconds, a remainder rounded up. */
+    double us = timeout * 1e6 > 1e15 ? 1e15 : timeout * 1e6;
+    long long whole = (long long)us + ((double)(long long)us < us);
+    struct timeval tv = {(time_t)(whole / 1000000), (suseconds_t)(whole % 1000000)};
+    int n = select(p->maxfd + 1, &rd, &wr, &ex, timeout < 0 ? NULL : &tv);
     if (n < 0)
         return -errno;
     int k = 0;

@@ -149,15 +149,12 @@ void ac__timers_run(ac_map *m)
 }
 
 /* Milliseconds until the first deadline (rounded up), -1 if none. */
-int ac__timers_timeout_ms(ac_map *m)
+double ac__timers_timeout(ac_map *m)
 {
     if (!m->nheap)
         return -1;
     double s = m->heap[0]->deadline - ac__clock();
-    if (s <= 0)
-        return 0;
-    double ms = s * 1000.0 + 0.999;
-    return ms > 2147483647.0 ? 2147483647 : (int)ms;
+    return s > 0 ? s : 0;
 }
 
 /* The map goes away: its timers stay the user's, but stop for good. */
