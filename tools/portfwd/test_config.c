@@ -101,15 +101,13 @@ T(simple_rule, "a forwarding rule's four words, its line, no options")
     assert_empty(&cfg);
 }
 
-/* Debian's /etc/rinetd.conf as shipped with rinetd 0.73. */
+/* A file laid out like the one rinetd packages ship: mostly comments and
+ * commented-out examples (UDP among them), a logfile, logcommon off. */
 static const char debian_conf[] =
     "#\n"
-    "# this is the configuration file for rinetd, the internet redirection server\n"
+    "# rinetd.conf: forwarding rules for the redirection server\n"
     "#\n"
-    "# you may specify global allow and deny rules here\n"
-    "# only ip addresses are matched, hostnames cannot be specified here\n"
-    "# the wildcards you may use are * and ?\n"
-    "#\n"
+    "# global access rules (addresses only, wildcards * and ?):\n"
     "# allow 192.168.2.*\n"
     "# deny 192.168.2.1?\n"
     "# allow fe80:*\n"
@@ -117,12 +115,9 @@ static const char debian_conf[] =
     "\n"
     "\n"
     "#\n"
-    "# forwarding rules come here\n"
+    "# rules: bindaddress bindport connectaddress connectport [options]\n"
+    "# access rules right after a rule apply to it alone\n"
     "#\n"
-    "# you may specify allow and deny rules after a specific forwarding rule\n"
-    "# to apply to only that forwarding rule\n"
-    "#\n"
-    "# bindadress  bindport  connectaddress  connectport  options...\n"
     "# 0.0.0.0     80        192.168.1.2     80\n"
     "# ::1         80        192.168.1.2     80\n"
     "# 0.0.0.0     80        fe80::1         80\n"
@@ -130,13 +125,13 @@ static const char debian_conf[] =
     "# 127.0.0.1   4000/udp  127.0.0.1       22           [timeout=1200]\n"
     "# 127.0.0.1   8000/udp  192.168.1.2     8000/udp     [src=192.168.1.2,timeout=1200]\n"
     "\n"
-    "# logging information\n"
+    "# where connections are logged\n"
     "logfile /var/log/rinetd.log\n"
     "\n"
-    "# uncomment the following line if you want web-server style logfile format\n"
+    "# web-server style log lines:\n"
     "# logcommon\n";
 
-T(debian_example, "Debian's shipped /etc/rinetd.conf parses unchanged")
+T(debian_example, "a file laid out like a packaged /etc/rinetd.conf parses unchanged")
 {
     struct pf_config cfg;
     parse_ok(debian_conf, &cfg);
