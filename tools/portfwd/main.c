@@ -256,11 +256,17 @@ static struct ruleset *ruleset_load(char *err, size_t errlen)
         snprintf(r->name, sizeof r->name, "%s:%s -> %s:%s", p->bind_host, p->bind_port,
                  p->connect_host, p->connect_port);
         const char *source = p->source ? p->source : S.source;
-        if (resolve(p->bind_host, p->bind_port, true, &r->bind, &r->bind_len, err, errlen) ||
-            resolve(p->connect_host, p->connect_port, false, &r->remote, &r->remote_len, err,
-                    errlen) ||
-            (source && resolve(source, NULL, true, &r->source, &r->source_len, err, errlen)))
+        char why[400];
+        if (resolve(p->bind_host, p->bind_port, true, &r->bind, &r->bind_len, why, sizeof why) ||
+            resolve(p->connect_host, p->connect_port, false, &r->remote, &r->remote_len, why,
+                    sizeof why) ||
+            (source && resolve(source, NULL, true, &r->source, &r->source_len, why, sizeof why))) {
+            if (S.config_path)
+                snprintf(err, errlen, "%s:%d: %s", S.config_path, p->line, why);
+            else
+                snprintf(err, errlen, "%s", why);
             rc = -EINVAL;
+        }
     }
     if (rc == 0 && rs->cfg.logfile) {
         rs->logfd = open(rs->cfg.logfile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -766,6 +772,19 @@ static int options(int argc, char **argv)
     if (ok && S.config_path && (S.local_port || S.remote_ip || S.remote_port)) {
         fprintf(stderr, "portfwd: -c FILE and -p/-r/-P do not go together\n");
         ok = false;
+    }
+    if (ok && !S.config_path) {
+        /* The command line's rule is checked as a config line would be,
+         * but a mistake in it is a usage error. */
+        struct pf_config cfg;
+        char err[512];
+        if (cmdline_config(&cfg, err, sizeof err) < 0) {
+            const char *msg = strstr(err, ":1: ");
+            fprintf(stderr, "portfwd: %s\n", msg ? msg + 4 : err);
+            ok = false;
+        } else {
+            pf_config_free(&cfg);
+        }
     }
     return ok ? -1 : 2;
 }
