@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# portfwd's options: --help and --version exit 0; bad values, unknown
+# options, extra arguments, missing -p/-r/-P and -c with -p exit 2 with a
+# message; a port in use exits 1.  IPv6 on both sides and mixed ([::1]
+# form too, skipped without ::1).  --threads 2: 2 threads, 300 connections
+# at once all served, the stats add up.  --source: the remote sees that
+# address.  --idle-timeout closes an idle connection.  --keepalive: both
+# sides have SO_KEEPALIVE (seen by ss).  -q: no info lines.
+# shellcheck source=tests/tools/portfwd_common.bash
+source "$(dirname "$0")/portfwd_common.bash"
+
+expect_status 0 "$PF" --help
+grep -q -- '--connect-timeout' "$TMP/cmd.out" || fail "--help does not list --connect-timeout"
+expect_status 0 "$PF" -h
+expect_status 0 "$PF" --version
+grep -Eq '^portfwd [0-9]+\.[0-9]+' "$TMP/cmd.out" || fail "--version: $(cat "$TMP/cmd.out")"
+expect_status 0 "$PF" -V
+ok "--help, -h, --version, -V: exit 0"
+
+bad_value() { # MESSAGE-REGEX ARGS...
+    local msg=$1
+    shift
+    expect_status 2 "$PF" "$@"
+    grep -Eq -- "$msg" "$TMP/cmd.err" || fail "'$*': message '$(cat "$TMP/cmd.err")', want /$msg/"
+}
+R=(-p 0 -r 127.0.0.1 -P 9)
+bad_value 'invalid value for --threads' --threads 0 "${R[@]}"
+bad_value 'invalid value for --threads' --threads 65 "${R[@]}"
+bad_value 'invalid value for --threads' --threads two "${R[@]}"
+bad_value 'invalid value for --buffer' --buffer 10 "${R[@]}"
+bad_value 'invalid value for --connect-timeout' --connect-timeout -1 "${R[@]}"
+bad_value 'invalid value for --connect-timeout' --connect-timeout abc "${R[@]}"
+bad_value 'invalid value for --idle-timeout' --idle-timeout 1s "${R[@]}"
+bad_value 'invalid value for --drain-timeout' --drain-timeout nan "${R[@]}"
+bad_value 'invalid value for --max-conns' --max-conns 0 "${R[@]}"
+bad_value 'invalid value for --backlog' -b 0 "${R[@]}"
+bad_value 'unrecognized option' --bogus "${R[@]}"
+bad_value 'requires an argument' "${R[@]}" --threads
+bad_value "unexpected argument 'extra'" "${R[@]}" extra
+bad_value 'do not go together' -c /dev/null -p 1
+bad_value 'do not go together' -c /dev/null -r 127.0.0.1 -P 9
+ok "bad values, unknown options, extra words, -c with -p/-r/-P: exit 2 with a message"
+
+# A used port: exit 1.
+start_py echo "$TMP/echo_server.py"
+E=$PY_PORT
+expect_status 1 "$PF" -p "$E" -r 127.0.0.1 -P 9
+grep -q 'cannot listen' "$TMP/cmd.err" || fail "port in use: $(cat "$TMP/cmd.err")"
+ok "a port in use: exit 1, 'cannot listen'"
+
+# ---- IPv6
+# echo6 HOST PORT BYTES: an echo round trip from the given family.
+echo6() {
+    timeout 20 python3 - "$@" <<'EOF'
+import os, socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection((host, port), timeout=10)
+data = os.urandom(n)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+got = bytearray()
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+assert got == data, "%d bytes of %d" % (len(got), n)
+EOF
+}
+if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+    start_py echo6 "$TMP/echo_server.py" ::1
+    E6=$PY_PORT
+    start_pf v6 -l ::1 -p 0 -r ::1 -P "$E6"
+    echo6 ::1 "$PF_PORT" 300000 || fail "IPv6 to IPv6"
+    line=$(wait_line v6 ' via .*done-remote-closed' 10)
+    [[ $line =~ info:\ ::1\ via ]] || fail "IPv6 client address: $line"
+    stop "$PF_PID"
+    start_pf v46 -l 127.0.0.1 -p 0 -r ::1 -P "$E6"
+    echo6 127.0.0.1 "$PF_PORT" 300000 || fail "IPv4 to IPv6"
+    stop "$PF_PID"
+    start_pf v64 -l ::1 -p 0 -r 127.0.0.1 -P "$E"
+    echo6 ::1 "$PF_PORT" 300000 || fail "IPv6 to IPv4"
+    stop "$PF_PID"
+    P6=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET6); s.bind(("::1", 0)); print(s.getsockname()[1])')
+    printf '[::1] %s [::1] %s\n::1 %s 127.0.0.1 %s\n' "$P6" "$E6" "$(free_port)" "$E" >"$TMP/v6.conf"
+    start_pf v6conf -c "$TMP/v6.conf"
+    echo6 ::1 "$P6" 300000 || fail "[::1] rule"
+    p2=$(pf_ports v6conf | sed -n 2p)
+    echo6 ::1 "$p2" 1000 || fail "::1 rule"
+    stop "$PF_PID"
+    ok "IPv6: ::1 to ::1, 127.0.0.1 to ::1, ::1 to 127.0.0.1, '[::1]' and '::1' in a config file"
+else
+    echo "SKIP part: no ::1 here"
+fi
+
+# ---- --threads 2
+start_pf thr --threads 2 -b 1024 -p 0 -r 127.0.0.1 -P "$E"
+threads=$(ls "/proc/$PF_PID/task" | wc -l)
+[ "$threads" -ge 2 ] || fail "--threads 2: $threads threads"
+out=$(echo_clients "$PF_PORT" --clients 300 --bytes 20000 2>&1) || fail "--threads 2: $out"
+out=$(echo_clients "$PF_PORT" --clients 300 --bytes 20000 2>&1) || fail "--threads 2, again: $out"
+for _ in $(seq 100); do [ "$(conn_lines thr 'done-remote-closed$')" -ge 600 ] && break; sleep 0.05; done
+[ "$(conn_lines thr 'done-remote-closed$')" -eq 600 ] || fail "--threads 2: $(conn_lines thr 'done-remote-closed$') lines, not 600"
+stop "$PF_PID"
+grep -q "active 0, total 600, refused 0, errors 0, bytes in 12000000, out 12000000" "$TMP/thr.err" ||
+    fail "--threads 2 exit stats: $(grep -A1 'stats (exit)' "$TMP/thr.err" | tail -n1)"
+ok "--threads 2: $threads threads, 2 x 300 connections at once all served, stats add up"
+
+# ---- --source, --idle-timeout, --keepalive
+cat >"$TMP/peer.py" <<'EOF'
+# Tells each client its address as seen here, then echoes.
+import socket, sys, threading
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(8)
+print(ls.getsockname()[1], flush=True)
+def serve(c, a):
+    c.sendall(("%s\n" % a[0]).encode())
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        c.sendall(b)
+    c.close()
+while True:
+    c, a = ls.accept()
+    threading.Thread(target=serve, args=(c, a), daemon=True).start()
+EOF
+start_py peer "$TMP/peer.py"
+PEER=$PY_PORT
+start_pf opt --source 127.0.0.2 --idle-timeout 0.7 --keepalive -p 0 -r 127.0.0.1 -P "$PEER"
+port=$PF_PORT
+timeout 20 python3 - "$port" "$PEER" >"$TMP/ss.out" <<'EOF' || fail "--source / --idle-timeout / --keepalive"
+import socket, subprocess, sys, time
+port, peer = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+f = s.makefile("rb")
+assert f.readline() == b"127.0.0.2\n", "--source 127.0.0.2: the remote saw another address"
+try:
+    ss = subprocess.run(["ss", "-tnoH", "state", "established"], capture_output=True,
+                        text=True, timeout=5).stdout
+    print(ss)
+except FileNotFoundError:
+    pass
+t = time.monotonic()
+try:
+    assert s.recv(1) == b""
+except ConnectionResetError:
+    pass
+secs = time.monotonic() - t
+assert 0.3 < secs < 8, "idle connection closed after %.2f s, --idle-timeout 0.7" % secs
+EOF
+ok "--source 127.0.0.2: the remote sees 127.0.0.2"
+line=$(wait_line opt ' via .*, idle-timeout$' 10)
+ok "--idle-timeout 0.7: an idle connection is closed; log: ${line#portfwd: info: }"
+if command -v ss >/dev/null; then
+    # portfwd's two sockets: the accepted one (local port $port) and the
+    # outgoing one (from 127.0.0.2 to $PEER); both with a keepalive timer.
+    grep -Eq "127\.0\.0\.1:$port +127\.0\.0\.1:[0-9]+ .*timer:\(keepalive" "$TMP/ss.out" ||
+        fail "--keepalive: the client side has no keepalive timer: $(grep ":$port " "$TMP/ss.out")"
+    grep -Eq "127\.0\.0\.2:[0-9]+ +127\.0\.0\.1:$PEER .*timer:\(keepalive" "$TMP/ss.out" ||
+        fail "--keepalive: the remote side has no keepalive timer: $(grep ":$PEER " "$TMP/ss.out")"
+    ok "--keepalive: both of portfwd's sockets have a keepalive timer"
+else
+    echo "SKIP part: no ss to see --keepalive"
+fi
+stop "$PF_PID"
+
+# ---- -q: forwards, logs no info line
+qport=$(free_port)
+start fwdq "$PF" -q -p "$qport" -r 127.0.0.1 -P "$E"
+qpid=$PID
+for _ in $(seq 100); do
+    echo6 127.0.0.1 "$qport" 1000 2>/dev/null && break
+    sleep 0.1
+done
+echo6 127.0.0.1 "$qport" 5000 || fail "-q: no forwarding"
+stop "$qpid"
+! grep -q 'info:' "$TMP/fwdq.err" || fail "-q: info lines: $(grep info: "$TMP/fwdq.err" | head -3)"
+ok "-q: forwards, logs no info line"
+
+# Wrong -p/-P values and missing ones are wrong options too (exit 2, per
+# the man page).  Checked last.
+bad_value 'port' -p 70000 -r 127.0.0.1 -P 9
+bad_value 'port' -p 0 -r 127.0.0.1 -P 0
+bad_value 'port' -p 0 -r 127.0.0.1 -P 99999
+bad_value '-p, -r and -P' -p 0 -r 127.0.0.1
+bad_value '-p, -r and -P' -P 9
+ok "bad or missing -p/-P: exit 2 with a message"
+no_sanitizer_reports
