@@ -539,7 +539,7 @@ static double on_timer(ac_timer *t, void *arg)
 {
     (void)t;
     ac_relay *r = arg;
-    if (r->connecting) {
+    if (r->connecting && r->connect_timeout > 0) { /* 0: no connect limit, only idle */
         finish(r, AC_RELAY_CONNECT_TIMEOUT, AC_RELAY_B, ETIMEDOUT, false, false);
         return -1;
     }
@@ -642,7 +642,8 @@ int ac_relay_new(ac_relay **out, ac_map *m, int fd_a, int fd_b, const ac_relay_c
     r->st.first_eof = r->st.side = -1;
     r->st.start = r->last = ac_now(r->map);
     if (r->timer)
-        ac_timer_start(r->timer, r->connecting ? r->connect_timeout : r->idle_timeout);
+        ac_timer_start(r->timer, r->connecting && r->connect_timeout > 0 ? r->connect_timeout
+                                                                          : r->idle_timeout);
     update(r);
     if (out)
         *out = r;
@@ -668,7 +669,12 @@ int ac_relay_push(ac_relay *r, int to, const void *data, size_t len)
             return -ENOMEM;
         dr->head = dr->len = 0;
     }
-    memcpy(dr->buf + dr->len, data, len); /* nothing was read: the ring is linear */
+    /* Nothing was read, but an earlier push may have been partly written
+     * out already (head > 0): append at the ring's tail, which may wrap. */
+    size_t tail = (dr->head + dr->len) % r->cap;
+    size_t first = len < r->cap - tail ? len : r->cap - tail;
+    memcpy(dr->buf + tail, data, first);
+    memcpy(dr->buf, (const char *)data + first, len - first);
     dr->len += len;
     update(r);
     return 0;
