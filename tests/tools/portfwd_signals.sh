@@ -131,6 +131,22 @@ kill -HUP "$fwd_pid"
 wait_line fwd "reload: .*pf.conf:2: .*old configuration stays" 10 >/dev/null
 out=$(echo_clients "$P3" --bytes 1000 2>&1) || fail "after a bad reload: $out"
 ok "a broken file on SIGHUP: reported with FILE:LINE, the old rules stay"
+# A reload that cannot listen on one of its addresses changes nothing: the
+# rules that were there still forward, nothing new listens.
+start busy python3 -c '
+import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True); time.sleep(60)'
+wait_out busy '^[0-9]+$' 10 >/dev/null
+P4=$(head -n1 "$TMP/busy.out") P5=$(free_port)
+printf '127.0.0.1 %s 127.0.0.1 %s\n127.0.0.1 %s 127.0.0.1 %s\n127.0.0.1 %s 127.0.0.1 %s\n' \
+    "$P1" "$E" "$P5" "$E" "$P4" "$E" >"$TMP/pf.conf"
+kill -HUP "$fwd_pid"
+wait_line fwd "reload: cannot listen on 127.0.0.1 port $P4: .*keeps its listeners" 10 >/dev/null
+out=$(echo_clients "$P1" --bytes 1000 2>&1) || fail "the kept rule after a failed reload: $out"
+out=$(echo_clients "$P3" --bytes 1000 2>&1) || fail "the old rule after a failed reload: $out"
+refused "$P5" || fail "a failed reload left its new listener on port $P5 open"
+ok "a reload that cannot listen on an address: reported, the old listeners all stay, no new one"
 stop "$fwd_pid"
 
 # ---- SIGUSR1 and --max-conns 2

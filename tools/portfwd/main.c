@@ -472,47 +472,68 @@ static bool same_bind(const struct rule *a, const struct rule *b)
     return a->bind_len == b->bind_len && !memcmp(&a->bind, &b->bind, a->bind_len);
 }
 
+static void log_listening(const struct listener *l)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
+    if (getsockname(ac_fd(l->d), (struct sockaddr *)&ss, &len) == 0)
+        getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, serv, sizeof serv,
+                    NI_NUMERICHOST | NI_NUMERICSERV);
+    logmsg(LOG_INFO, "listening on %s port %s, forwarding to %s port %s", host, serv,
+           l->rule->src->connect_host, l->rule->src->connect_port);
+}
+
 /* Listen for every rule of rs.  A listener whose address is in rs too is
  * kept (its backlog survives a reload) and serves the new rule; the rest
- * are closed.  On failure the worker keeps what it had. */
+ * are closed.  All or nothing: if one address cannot be listened on, the
+ * worker keeps exactly what it had. */
 static int worker_install(struct worker *w, struct ruleset *rs, char *err, size_t errlen)
 {
-    struct listener *fresh = NULL, **tail = &fresh;
-    for (size_t i = 0; i < rs->n; i++) {
-        struct listener *l = NULL;
-        for (struct listener **pp = &w->listeners; *pp; pp = &(*pp)->next)
+    struct listener **next = calloc(rs->n, sizeof *next);
+    bool *opened = calloc(rs->n, sizeof *opened);
+    size_t i = 0;
+    for (; next && opened && i < rs->n; i++) {
+        for (struct listener **pp = &w->listeners; *pp && !next[i]; pp = &(*pp)->next)
             if (same_bind((*pp)->rule, &rs->rules[i])) {
-                l = *pp;
-                *pp = l->next;
-                break;
+                next[i] = *pp; /* taken out of the old list */
+                *pp = next[i]->next;
             }
-        if (!l)
-            l = listener_open(w, &rs->rules[i], err, errlen);
-        if (!l) {
-            *tail = w->listeners; /* put back what was taken */
-            w->listeners = fresh;
-            return -1;
+        if (!next[i]) {
+            next[i] = listener_open(w, &rs->rules[i], err, errlen);
+            opened[i] = next[i] != NULL;
+            if (!next[i])
+                break;
         }
-        l->rule = &rs->rules[i];
-        l->next = NULL;
-        *tail = l;
-        tail = &l->next;
     }
-    for (struct listener *l = w->listeners; l; l = l->next)
-        ac_close(l->d);
-    w->listeners = fresh;
-    if (w->id == 0)
-        for (struct listener *l = fresh; l; l = l->next) {
-            struct sockaddr_storage ss;
-            socklen_t len = sizeof ss;
-            char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
-            if (getsockname(ac_fd(l->d), (struct sockaddr *)&ss, &len) == 0)
-                getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, serv, sizeof serv,
-                            NI_NUMERICHOST | NI_NUMERICSERV);
-            logmsg(LOG_INFO, "listening on %s port %s, forwarding to %s port %s", host, serv,
-                   l->rule->src->connect_host, l->rule->src->connect_port);
+    int rc = i == rs->n ? 0 : -1;
+    if (!next || !opened)
+        snprintf(err, errlen, "out of memory");
+    /* Whatever stays in w->listeners now is closed on success; on failure
+     * the new ones are closed and the kept ones go back. */
+    for (size_t k = 0; k < i; k++) {
+        if (rc < 0 && opened[k]) {
+            ac_close(next[k]->d);
+        } else if (rc < 0) {
+            next[k]->next = w->listeners;
+            w->listeners = next[k];
         }
-    return 0;
+    }
+    if (rc == 0) {
+        for (struct listener *l = w->listeners; l; l = l->next)
+            ac_close(l->d);
+        w->listeners = NULL;
+        for (size_t k = rs->n; k-- > 0;) {
+            next[k]->rule = &rs->rules[k];
+            next[k]->next = w->listeners;
+            w->listeners = next[k];
+        }
+        for (struct listener *l = w->listeners; l && w->id == 0; l = l->next)
+            log_listening(l);
+    }
+    free(next);
+    free(opened);
+    return rc;
 }
 
 /* ------------------------------------------------------------ workers */
