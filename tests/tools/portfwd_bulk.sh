@@ -78,6 +78,10 @@ start iperf iperf3 -s -B 127.0.0.1 -p "$iport" --forceflush
 iperf_pid=$PID
 wait_out iperf 'Server listening' 10 >/dev/null
 stop "$fwd_pid"
+# portfwd ignores SIGPIPE, so the relay may splice: the stats say it did.
+grep -Eq "bytes in $SIZE, out $SIZE, spliced 1$" "$TMP/fwd.err" ||
+    fail "exit stats: $(grep 'spliced' "$TMP/fwd.err")"
+ok "exit stats: the connection moved its bytes with splice(2)"
 start_pf fwd2 -p 0 -r 127.0.0.1 -P "$iport"
 fwd_pid=$PF_PID
 for dir in "" -R; do

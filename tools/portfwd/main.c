@@ -46,6 +46,7 @@ enum { LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 
 struct stats { /* per rule, shared by the workers */
     atomic_long active, total, refused, errors;
+    atomic_long spliced;   /* connections whose bytes moved with splice(2) */
     atomic_ullong in, out; /* client -> remote, remote -> client */
 };
 
@@ -308,6 +309,8 @@ static void relay_done(ac_relay *relay, const ac_relay_stats *st, void *arg)
     atomic_fetch_add(&rs->out, st->bytes[AC_RELAY_BA]);
     if (st->how != AC_RELAY_CLEAN)
         atomic_fetch_add(&rs->errors, 1);
+    if (st->spliced[AC_RELAY_AB] || st->spliced[AC_RELAY_BA])
+        atomic_fetch_add(&rs->spliced, 1);
     const char *why = result_name(st);
     if (st->err)
         logmsg(LOG_DEBUG, "%s via %s: %s: %s", c->client, c->rule->name, why,
@@ -633,11 +636,11 @@ static void print_stats(const char *when)
                 continue; /* an older rule that saw nothing */
             fprintf(stderr,
                     "portfwd:   %s%s: active %ld, total %ld, refused %ld, errors %ld, "
-                    "bytes in %llu, out %llu\n",
+                    "bytes in %llu, out %llu, spliced %ld\n",
                     rs->rules[i].name, rs == S.rs ? "" : " (before reload)",
                     atomic_load(&st->active), atomic_load(&st->total),
                     atomic_load(&st->refused), atomic_load(&st->errors),
-                    atomic_load(&st->in), atomic_load(&st->out));
+                    atomic_load(&st->in), atomic_load(&st->out), atomic_load(&st->spliced));
         }
 }
 
