@@ -179,6 +179,13 @@ stop "$qpid"
 ! grep -q 'info:' "$TMP/fwdq.err" || fail "-q: info lines: $(grep info: "$TMP/fwdq.err" | head -3)"
 ok "-q: forwards, logs no info line"
 
+# ---- rinetd's own command line works: -f (foreground) and -c FILE
+printf '127.0.0.1 0 127.0.0.1 %s\n' "$E" >"$TMP/rinetd.conf"
+start_pf fwdf -f -c "$TMP/rinetd.conf"
+out=$(echo_clients "$PF_PORT" --bytes 20000 2>&1) || fail "rinetd -f -c FILE: $out"
+stop "$PF_PID"
+ok "rinetd's command line (-f -c FILE) runs unchanged"
+
 # Wrong -p/-P values and missing ones are wrong options too (exit 2, per
 # the man page).  Checked last.
 bad_value 'port' -p 70000 -r 127.0.0.1 -P 9

@@ -690,6 +690,7 @@ static const char usage[] =
     "  -P, --remote-port PORT   port to connect to\n"
     "  -b, --backlog N          listen backlog (default 128)\n"
     "  -c, --config FILE        rules from a rinetd configuration file\n"
+    "  -f, --foreground         accepted for rinetd's sake: portfwd never forks\n"
     "      --connect-timeout S  give up connecting after S seconds (default 10; 0: never)\n"
     "      --idle-timeout S     close connections silent for S seconds (default 0: never)\n"
     "      --keepalive          TCP keepalive on both sides\n"
@@ -717,6 +718,7 @@ static const struct option longopts[] = {
     {"remote-port", required_argument, NULL, 'P'},
     {"backlog", required_argument, NULL, 'b'},
     {"config", required_argument, NULL, 'c'},
+    {"foreground", no_argument, NULL, 'f'},
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"keepalive", no_argument, NULL, OPT_KEEPALIVE},
@@ -760,7 +762,7 @@ static int options(int argc, char **argv)
     int c;
     bool ok = true;
     long v;
-    while (ok && (c = getopt_long(argc, argv, "l:p:r:P:b:c:qvhV", longopts, NULL)) != -1) {
+    while (ok && (c = getopt_long(argc, argv, "l:p:r:P:b:c:fqvhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'l': S.local_ip = optarg; break;
         case 'p': S.local_port = optarg; break;
@@ -768,6 +770,7 @@ static int options(int argc, char **argv)
         case 'P': S.remote_port = optarg; break;
         case 'b': ok = parse_long(optarg, 1, INT_MAX, &v), S.backlog = (int)v; break;
         case 'c': S.config_path = optarg; break;
+        case 'f': break; /* rinetd -f: portfwd stays in the foreground anyway */
         case OPT_CONNECT_TIMEOUT: ok = parse_seconds(optarg, &S.connect_timeout); break;
         case OPT_IDLE_TIMEOUT: ok = parse_seconds(optarg, &S.idle_timeout); break;
         case OPT_KEEPALIVE: S.keepalive = true; break;
