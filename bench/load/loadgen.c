@@ -147,6 +147,44 @@ static unsigned long long steal_ticks(void)
 
 static unsigned long long steal0, steal1;
 
+/* User time (user + nice, USER_HZ ticks) of every process but the server
+ * and this one: the other users of the machine.  A window in which they
+ * took a sizeable share of the CPUs measured them too.  Reported as
+ * others_pct; bench/run.sh reruns such a window like a stolen one. */
+static unsigned long long proc_utime_ticks(const char *pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut = 0;
+    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu", &ut) != 1)
+        return 0;
+    return ut;
+}
+
+static unsigned long long others_ticks(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return 0;
+    unsigned long long user = 0, nice_t = 0;
+    if (fscanf(f, "cpu %llu %llu", &user, &nice_t) != 2)
+        user = nice_t = 0;
+    fclose(f);
+    char pid[32];
+    snprintf(pid, sizeof pid, "%d", o.pid);
+    unsigned long long ours = proc_utime_ticks("self") + (o.pid > 0 ? proc_utime_ticks(pid) : 0);
+    return user + nice_t - ours;
+}
+
+static unsigned long long others0, others1;
+
 /* Server VmRSS in KiB, -1 if unknown. */
 static long server_rss_kb(void)
 {
@@ -379,6 +417,7 @@ static void run_rr(struct conn *cs, int n, struct stats *st, uint64_t *cpu_ns)
             counting = true;
             cpu0 = server_cpu_ns();
             steal0 = steal_ticks();
+            others0 = others_ticks();
             t_start = t;
             t_end = t + (uint64_t)(o.secs * 1e9);
         }
@@ -407,6 +446,7 @@ static void run_rr(struct conn *cs, int n, struct stats *st, uint64_t *cpu_ns)
     }
     *cpu_ns = server_cpu_ns() - cpu0;
     steal1 = steal_ticks();
+    others1 = others_ticks();
     o.secs = (double)(now_ns() - t_start) / 1e9;
 }
 
@@ -432,6 +472,7 @@ static void run_connrate(struct stats *st, uint64_t *cpu_ns)
             counting = true;
             cpu0 = server_cpu_ns();
             steal0 = steal_ticks();
+            others0 = others_ticks();
             t_start = t;
             t_end = t + (uint64_t)(o.secs * 1e9);
         }
@@ -468,6 +509,7 @@ static void run_connrate(struct stats *st, uint64_t *cpu_ns)
     }
     *cpu_ns = server_cpu_ns() - cpu0;
     steal1 = steal_ticks();
+    others1 = others_ticks();
     o.secs = (double)(now_ns() - t_start) / 1e9;
     for (int i = 0; i < o.inflight; i++)
         close_conn(&cs[i]);
@@ -594,8 +636,10 @@ int main(int argc, char **argv)
     long hz = sysconf(_SC_CLK_TCK);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (hz > 0 && ncpu > 0)
-        printf(" steal_pct=%.1f",
-               100.0 * (double)(steal1 - steal0) / ((double)hz * (double)ncpu * o.secs));
+        printf(" steal_pct=%.1f others_pct=%.1f",
+               100.0 * (double)(steal1 - steal0) / ((double)hz * (double)ncpu * o.secs),
+               100.0 * (double)(long long)(others1 - others0) /
+                   ((double)hz * (double)ncpu * o.secs));
     if (o.mode == MODE_IDLE) {
         printf(" idle=%d rss0_kb=%ld rss1_kb=%ld", o.idle, rss0, rss1);
         if (rss0 >= 0 && rss1 >= 0 && o.idle > 0)
