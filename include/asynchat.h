@@ -120,6 +120,20 @@ AC_EXTERN int ac_chat_set_max_input(ac_dispatcher *d, size_t max);
  * less, reading resumes and handle_low_water runs.  high 0 = off. */
 AC_EXTERN int ac_chat_set_watermarks(ac_dispatcher *d, size_t low, size_t high);
 
+/* Coalesced sending (beyond asynchat, opt-in; off by default): asynchat
+ * sends each pushed entry with its own send (C13, C16), one system call
+ * per line when a read brings many (W13).  With coalescing on,
+ *   - pushes made while the channel's own ac_chat_handle_read runs (from
+ *     collect_incoming_data and found_terminator) are queued, and sent
+ *     together once the read's records have all been handled;
+ *   - initiate_send sends the head's run of byte entries, up to
+ *     ac_out_buffer_size bytes, in one sendmsg, and drops empty entries
+ *     instead of ending the call on them (C16.2).
+ * The bytes, their order, producers and the close marker are as C16
+ * says; only the number of system calls and the moment of sending differ.
+ * -EINVAL for a non-chat dispatcher. */
+AC_EXTERN int ac_chat_set_coalesce(ac_dispatcher *d, bool on);
+
 /* The chat layer's handlers (C5, C19, C20), callable from an override. */
 AC_EXTERN int ac_chat_handle_read(ac_dispatcher *d);
 AC_EXTERN int ac_chat_handle_close(ac_dispatcher *d);

@@ -7,6 +7,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
+
+#define MAX_IOV 64 /* byte entries sent together by a coalescing channel */
 
 enum node_kind { NODE_BYTES, NODE_PRODUCER, NODE_CLOSE };
 
@@ -38,6 +41,8 @@ struct chat {
     size_t pending;
     size_t low, high;
     bool above_high;
+    bool coalesce;            /* ac_chat_set_coalesce */
+    bool in_read;             /* inside ac_chat_handle_read: coalesced pushes wait */
 };
 
 static bool chat_writable(ac_dispatcher *d);
@@ -258,7 +263,11 @@ int ac_chat_handle_read(ac_dispatcher *d)
         c->view = buf;
         c->vlen = c->in_len + (size_t)n;
         c->in_len = 0;
+        c->in_read = c->coalesce;
         rc = split(d, c);
+        c->in_read = false;
+        if (rc == 0 && c->coalesce && c->head)
+            rc = ac_initiate_send(d); /* what the records' handlers pushed */
         /* Keep what is left: a terminator prefix, or all of it (C4). */
         if (c->vlen) {
             char *keep = realloc(c->in, c->vlen);
@@ -391,6 +400,38 @@ static void pop(struct chat *c)
     free(n);
 }
 
+/* The head's run of byte entries (the head is one), up to out_size bytes,
+ * in one sendmsg (ac_chat_set_coalesce).  Empty entries in it are dropped. */
+static int send_run(ac_dispatcher *d, struct chat *c)
+{
+    struct iovec iov[MAX_IOV];
+    int n = 0;
+    size_t total = 0;
+    struct node *k = c->head;
+    do {
+        size_t len = k->len < c->out_size - total ? k->len : c->out_size - total;
+        iov[n++] = (struct iovec){(void *)k->ptr, len};
+        total += len;
+        k = k->next;
+    } while (k && k->kind == NODE_BYTES && n < MAX_IOV && total < c->out_size);
+    ssize_t sent = ac__sendv(d, iov, n);
+    if (sent < 0)
+        return sent == AC_EXIT_NOW ? (int)sent : ac__route_error(d, (int)sent, "send");
+    if (sent == 0 && total > 0)
+        return 0; /* would block, or disconnected (handle_close ran) */
+    c->pending -= (size_t)sent;
+    size_t left = (size_t)sent;
+    while (c->head && c->head->kind == NODE_BYTES && left >= c->head->len) {
+        left -= c->head->len;
+        pop(c);
+    }
+    if (left) { /* the rest of a partly sent entry stays at the head */
+        c->head->ptr += left;
+        c->head->len -= left;
+    }
+    return changed(d, c);
+}
+
 /* C16: at most one send per call; producers are asked only at the head. */
 int ac__chat_initiate_send(ac_dispatcher *d)
 {
@@ -418,6 +459,8 @@ int ac__chat_initiate_send(ac_dispatcher *d)
             c->pending += (size_t)n;
             continue;
         }
+        if (c->coalesce)
+            return send_run(d, c);
         if (h->len == 0) {
             pop(c); /* C16.2 */
             return changed(d, c);
@@ -456,7 +499,7 @@ int ac_chat_push(ac_dispatcher *d, const void *data, size_t len)
         off += n;
     } while (off < len);
     int rc = changed(d, c);
-    return rc ? rc : ac_initiate_send(d);
+    return rc || c->in_read ? rc : ac_initiate_send(d);
 }
 
 int ac_chat_push_with_producer(ac_dispatcher *d, ac_producer *p)
@@ -470,7 +513,7 @@ int ac_chat_push_with_producer(ac_dispatcher *d, ac_producer *p)
     *n = (struct node){.kind = NODE_PRODUCER, .producer = p};
     enqueue(c, n); /* C14: one entry, unsplit */
     ac__touch(d);
-    return ac_initiate_send(d);
+    return c->in_read ? 0 : ac_initiate_send(d);
 }
 
 int ac__chat_close_when_done(ac_dispatcher *d)
@@ -522,6 +565,15 @@ int ac_chat_set_max_input(ac_dispatcher *d, size_t max)
     if (!c)
         return -EINVAL;
     c->max_input = max;
+    return 0;
+}
+
+int ac_chat_set_coalesce(ac_dispatcher *d, bool on)
+{
+    struct chat *c = chat(d);
+    if (!c)
+        return -EINVAL;
+    c->coalesce = on;
     return 0;
 }
 

@@ -2538,3 +2538,122 @@ Test(chat_cpython, push, .timeout = 10,
     bytes_free(&s.got);
     finish(m);
 }
+
+/* ================================ extension: coalesced sending (W13) */
+
+/* found_terminator that echoes the record and a "\n", then traces what is
+ * still queued. */
+static int echo_record(ac_dispatcher *d)
+{
+    const struct bytes *rec = &R.recs[R.nrecs - 1];
+    cr_assert_eq(ac_chat_push(d, rec->p, rec->len), 0);
+    cr_assert_eq(ac_chat_push(d, "\n", 1), 0);
+    tr("p%zu", ac_chat_pending(d));
+    return 0;
+}
+
+Test(chat_ext, coalesce_sends_a_read_s_pushes_together, .timeout = 5,
+     .description = "ext (W13, C13): with coalescing, pushes made while a read's records are "
+                    "handled wait in the queue and leave together once the read is done; "
+                    "without it every push sends at once")
+{
+    ac_map *m = map_new();
+    int peer;
+    ac_dispatcher *d = chat_pair(m, &chat_h, &peer);
+    set_term(d, "\n");
+    R.on_found = echo_record;
+    R.quiet = true;
+    cr_assert_eq(FEED(d, peer, "a\nbb\n"), 0);
+    cr_assert_str_eq(R.trace, "F p0 F p0", "C13: each push is sent at once");
+    trace_clear();
+    cr_assert_eq(ac_chat_set_coalesce(d, true), 0);
+    cr_assert_eq(FEED(d, peer, "a\nbb\nccc\n"), 0);
+    cr_assert_str_eq(R.trace, "F p2 F p5 F p9");
+    cr_assert_eq(ac_chat_pending(d), 0, "sent when the read was done");
+    struct bytes out = {0};
+    drain(peer, &out);
+    cr_assert_eq(out.len, 14);
+    cr_assert_eq(memcmp(out.p, "a\nbb\na\nbb\nccc\n", 14), 0);
+    bytes_free(&out);
+    close(peer);
+    finish(m);
+}
+
+Test(chat_ext, coalesce_one_call_sends_the_run_of_byte_entries, .timeout = 5,
+     .description = "ext (W13, C16): a coalescing initiate_send sends the head's run of byte "
+                    "entries in one call, empty entries dropped, up to ac_out_buffer_size; "
+                    "asynchat's sends one entry per call")
+{
+    ac_map *m = map_new();
+    int peer, peer2;
+    ac_dispatcher *plain = chat_pair(m, &chat_h, &peer);
+    ac_dispatcher *d = chat_pair(m, &chat_h, &peer2);
+    cr_assert_eq(ac_chat_set_coalesce(d, true), 0);
+    for (int i = 0; i < 2; i++) {
+        ac_dispatcher *x = i ? d : plain;
+        ac_set_connected(x, false); /* C16: nothing leaves while not connected */
+        cr_assert_eq(ac_chat_push(x, "ab", 2), 0);
+        cr_assert_eq(ac_chat_push(x, "", 0), 0);
+        cr_assert_eq(ac_chat_push(x, "cd", 2), 0);
+        ac_set_connected(x, true);
+        cr_assert_eq(ac_initiate_send(x), 0);
+    }
+    cr_assert_eq(inq(peer), 2, "C16: one entry per call");
+    cr_assert_eq(ac_chat_pending(plain), 2);
+    cr_assert_eq(inq(peer2), 4, "the whole run in one call");
+    cr_assert_eq(ac_chat_pending(d), 0);
+
+    /* The run stops at ac_out_buffer_size; the rest of an entry stays. */
+    cr_assert_eq(ac_chat_set_buffer_sizes(d, 0, 5), 0);
+    ac_set_connected(d, false);
+    cr_assert_eq(ac_chat_push(d, "efg", 3), 0);
+    cr_assert_eq(ac_chat_push(d, "hij", 3), 0);
+    ac_set_connected(d, true);
+    cr_assert_eq(ac_initiate_send(d), 0);
+    cr_assert_eq(inq(peer2), 9);
+    cr_assert_eq(ac_chat_pending(d), 1);
+    cr_assert_eq(ac_initiate_send(d), 0);
+    cr_assert_eq(inq(peer2), 10);
+    struct bytes out = {0};
+    drain(peer2, &out);
+    cr_assert_eq(memcmp(out.p, "abcdefghij", 10), 0);
+    bytes_free(&out);
+    close(peer);
+    close(peer2);
+    finish(m);
+}
+
+Test(chat_ext, coalesce_keeps_producers_and_the_close_marker_in_order, .timeout = 5,
+     .description = "ext (W13, C15, C16): a coalesced run ends at a producer and at the close "
+                    "marker; they are handled in queue order as C16 says")
+{
+    ac_map *m = map_new();
+    int peer;
+    ac_dispatcher *d = chat_pair(m, &chat_h, &peer);
+    cr_assert_eq(ac_chat_set_coalesce(d, true), 0);
+    ac_set_connected(d, false);
+    cr_assert_eq(ac_chat_push(d, "12", 2), 0);
+    cr_assert_eq(ac_chat_push(d, "34", 2), 0);
+    cr_assert_eq(ac_chat_push_with_producer(d, ac_simple_producer_new("5678", 4, 2)), 0);
+    cr_assert_eq(ac_chat_push(d, "9", 1), 0);
+    cr_assert_eq(ac_close_when_done(d), 0);
+    ac_set_connected(d, true);
+    cr_assert_eq(ac_initiate_send(d), 0);
+    cr_assert_eq(inq(peer), 4, "the run before the producer");
+    cr_assert_eq(ac_initiate_send(d), 0);
+    cr_assert_eq(inq(peer), 6, "the producer's first piece alone: the producer stays behind it");
+    cr_assert_eq(ac_initiate_send(d), 0);
+    cr_assert_eq(inq(peer), 8);
+    cr_assert_eq(ac_initiate_send(d), 0); /* the producer is finished; then "9" */
+    cr_assert_eq(inq(peer), 9);
+    cr_assert_eq(R.closes, 0);
+    cr_assert_eq(ac_initiate_send(d), 0);
+    cr_assert_eq(R.closes, 1, "C15: the close marker, after every byte");
+    struct bytes out = {0};
+    drain(peer, &out);
+    cr_assert_eq(out.len, 9);
+    cr_assert_eq(memcmp(out.p, "123456789", 9), 0);
+    bytes_free(&out);
+    close(peer);
+    finish(m);
+}
