@@ -15,12 +15,11 @@
  * (ac_chat_set_max_input), and output above HIGH_WATER stops reading until
  * it drained to LOW_WATER (ac_chat_set_watermarks).
  *
- * -b (batched, the supplementary row of bench/run_chat.sh): found_terminator
- * appends the line to a per-connection buffer instead, and handle_read
- * pushes that buffer once after the channel has split the whole read.  One
- * push, hence one send(2), per read instead of one per line: it measures
- * what asynchat's "push sends at once" (C13/C16) costs when lines arrive
- * several to a read.
+ * -b (batched, the supplementary row of bench/run_chat.sh): the same
+ * program with the channel's coalesced sending on (ac_chat_set_coalesce):
+ * the lines pushed while a read is handled leave in one sendmsg when the
+ * read is done, instead of one send(2) per line as asynchat does (C13,
+ * C16, W13).
  *
  * usage: chat_ac [-b] [PORT]   (0 = any; prints "PORT <n>" first)
  * AC_POLLER=poll|select picks another poller.
@@ -51,7 +50,6 @@ struct buf {
 
 struct client {
     struct buf line; /* the line being collected */
-    struct buf out;  /* -b: the lines of this read, waiting for one push */
 };
 
 static int buf_add(struct buf *b, const void *data, size_t len)
@@ -80,28 +78,10 @@ static int chat_collect(ac_dispatcher *d, const void *data, size_t len)
 static int chat_found_terminator(ac_dispatcher *d)
 {
     struct client *c = ac_user(d);
-    struct buf *b = batched ? &c->out : &c->line;
-    if (batched && buf_add(b, c->line.p, c->line.len) < 0)
+    if (buf_add(&c->line, "\n", 1) < 0)
         return AC_RAISE(d, ENOMEM, "collect");
-    if (buf_add(b, "\n", 1) < 0)
-        return AC_RAISE(d, ENOMEM, "collect");
-    if (batched) {
-        c->line.len = 0;
-        return 0;
-    }
-    int rc = ac_chat_push(d, b->p, b->len);
-    b->len = 0;
-    return rc;
-}
-
-/* -b only: the channel's own handle_read, then one push of its lines. */
-static int chat_read_batched(ac_dispatcher *d)
-{
-    struct client *c = ac_user(d);
-    int rc = ac_chat_handle_read(d);
-    if (rc == 0 && c->out.len)
-        rc = ac_chat_push(d, c->out.p, c->out.len);
-    c->out.len = 0;
+    int rc = ac_chat_push(d, c->line.p, c->line.len);
+    c->line.len = 0;
     return rc;
 }
 
@@ -109,20 +89,11 @@ static void chat_finalize(ac_dispatcher *d)
 {
     struct client *c = ac_user(d);
     free(c->line.p);
-    free(c->out.p);
     free(c);
 }
 
 static const ac_handlers chat_handlers = {
     .name = "line_echo",
-    .collect_incoming_data = chat_collect,
-    .found_terminator = chat_found_terminator,
-    .finalize = chat_finalize,
-};
-
-static const ac_handlers chat_handlers_batched = {
-    .name = "line_echo_batched",
-    .handle_read = chat_read_batched,
     .collect_incoming_data = chat_collect,
     .found_terminator = chat_found_terminator,
     .finalize = chat_finalize,
@@ -135,9 +106,7 @@ static int server_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *add
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct client *c = calloc(1, sizeof *c);
-    ac_dispatcher *d =
-        c ? ac_chat_new(ac_map_of(ls), batched ? &chat_handlers_batched : &chat_handlers, c)
-          : NULL;
+    ac_dispatcher *d = c ? ac_chat_new(ac_map_of(ls), &chat_handlers, c) : NULL;
     if (!d) {
         free(c);
         close(fd);
@@ -151,6 +120,7 @@ static int server_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *add
     ac_chat_set_terminator(d, "\n", 1);
     ac_chat_set_max_input(d, MAX_LINE);
     ac_chat_set_watermarks(d, LOW_WATER, HIGH_WATER);
+    ac_chat_set_coalesce(d, batched);
     return 0;
 }
 

@@ -55,7 +55,7 @@ def pick(lines):
 
 NAMES = {
     "ac": "libasyncore chat channel",
-    "acb": "libasyncore, one push per read ²",
+    "acb": "libasyncore, coalesced ²",
     "libevent": "libevent bufferevent + evbuffer_readln",
     "asynchat": "Python asynchat",
 }
@@ -138,9 +138,9 @@ def main():
     print("\n".join(out))
     print()
     print(f"Ratios are to the {NAMES[BASE]} column.  ¹ one sample.  n/a: did not run or "
-          "did not finish.  ² supplementary: bench/chat_ac.c -b, found_terminator "
-          "collects the lines of a read and handle_read pushes them with one "
-          "ac_chat_push.")
+          "did not finish.  ² bench/chat_ac.c -b: the same server with "
+          "ac_chat_set_coalesce on, so the lines pushed while a read is handled "
+          "leave in one sendmsg.")
     print()
     print("Server CPU time per line (µs, user + system, from /proc/PID/schedstat; "
           "lower is better):")

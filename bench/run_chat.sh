@@ -20,7 +20,7 @@
 #   WARMUP   warm-up per run, seconds                       [0.5]
 #   LINE     bytes per line, "\n" included                  [64]
 #   SERVERS  subset of: ac acb libevent asynchat            [all]
-#            (acb = chat_ac -b, one push per read: supplementary)
+#            (acb = chat_ac -b: coalesced sending, ac_chat_set_coalesce)
 #   ROWS     CONNSxINFLIGHT pairs                           [1x1 1x16 100x1 100x16]
 #   CAP      seconds a run may take before it is "n/a"      [60]
 #   OUT      where raw results and the table go             [$BUILD/bench-results]
