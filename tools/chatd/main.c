@@ -506,6 +506,7 @@ static int listener_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *a
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     ac_chat_set_terminator(d, "\n", 1);
     ac_chat_set_max_input(d, S.max_line + 1);
+    ac_chat_set_coalesce(d, true); /* a backlog of lines leaves in one sendmsg */
     if (S.idle > 0)
         ac_set_idle_timeout(d, S.idle);
     c->prev = S.tail;
