@@ -179,6 +179,14 @@ stop "$qpid"
 ! grep -q 'info:' "$TMP/fwdq.err" || fail "-q: info lines: $(grep info: "$TMP/fwdq.err" | head -3)"
 ok "-q: forwards, logs no info line"
 
+# ---- --no-splice: the bytes go through the buffered path, the stats say so
+start_pf fwdns --no-splice -p 0 -r 127.0.0.1 -P "$E"
+out=$(echo_clients "$PF_PORT" --bytes 1000000 2>&1) || fail "--no-splice: $out"
+stop "$PF_PID"
+grep -Eq "bytes in 1000000, out 1000000, spliced 0$" "$TMP/fwdns.err" ||
+    fail "--no-splice stats: $(grep spliced "$TMP/fwdns.err")"
+ok "--no-splice: 1 MB each way, no connection spliced"
+
 # ---- rinetd's own command line works: -f (foreground) and -c FILE
 printf '127.0.0.1 0 127.0.0.1 %s\n' "$E" >"$TMP/rinetd.conf"
 start_pf fwdf -f -c "$TMP/rinetd.conf"

@@ -95,7 +95,7 @@ static struct {
     const char *local_ip, *local_port, *remote_ip, *remote_port, *source;
     int backlog;
     double connect_timeout, idle_timeout, drain_timeout;
-    bool keepalive;
+    bool keepalive, no_splice;
     long max_conns;
     size_t buffer;
     int threads;
@@ -385,6 +385,7 @@ static int listener_accepted(ac_dispatcher *d, int fd, const struct sockaddr *ad
     bool connecting = false;
     int rfd = connect_remote(r, &connecting);
     ac_relay_config cfg = {.buffer_size = S.buffer,
+                           .no_splice = S.no_splice,
                            .b_connecting = connecting,
                            .connect_timeout = S.connect_timeout,
                            .idle_timeout = r->idle_timeout};
@@ -698,6 +699,7 @@ static const char usage[] =
     "                           (default 10000)\n"
     "      --source ADDR        local address of the outgoing connections\n"
     "      --buffer BYTES       bytes held per direction (default 131072)\n"
+    "      --no-splice          copy through user space instead of splice(2)\n"
     "      --threads N          worker threads, each with its own listeners (default 1)\n"
     "      --drain-timeout S    on SIGINT/SIGTERM, time left to live connections\n"
     "                           (default 10)\n"
@@ -709,7 +711,7 @@ static const char usage[] =
     "Signals: SIGUSR1 prints the stats, SIGHUP reloads -c FILE, SIGINT/SIGTERM drain and exit.\n";
 
 enum { OPT_CONNECT_TIMEOUT = 256, OPT_IDLE_TIMEOUT, OPT_KEEPALIVE, OPT_MAX_CONNS, OPT_SOURCE,
-       OPT_BUFFER, OPT_THREADS, OPT_DRAIN_TIMEOUT };
+       OPT_BUFFER, OPT_NO_SPLICE, OPT_THREADS, OPT_DRAIN_TIMEOUT };
 
 static const struct option longopts[] = {
     {"local-ip", required_argument, NULL, 'l'},
@@ -725,6 +727,7 @@ static const struct option longopts[] = {
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"source", required_argument, NULL, OPT_SOURCE},
     {"buffer", required_argument, NULL, OPT_BUFFER},
+    {"no-splice", no_argument, NULL, OPT_NO_SPLICE},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
     {"quiet", no_argument, NULL, 'q'},
@@ -777,6 +780,7 @@ static int options(int argc, char **argv)
         case OPT_MAX_CONNS: ok = parse_long(optarg, 1, LONG_MAX, &S.max_conns); break;
         case OPT_SOURCE: S.source = optarg; break;
         case OPT_BUFFER: ok = parse_long(optarg, 1024, 1L << 30, &v), S.buffer = (size_t)v; break;
+        case OPT_NO_SPLICE: S.no_splice = true; break;
         case OPT_THREADS: ok = parse_long(optarg, 1, MAX_THREADS, &v), S.threads = (int)v; break;
         case OPT_DRAIN_TIMEOUT: ok = parse_seconds(optarg, &S.drain_timeout); break;
         case 'q': S.verbosity -= S.verbosity > LOG_ERROR; break;
