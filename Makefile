@@ -4,7 +4,7 @@
 #   make test           build/ and build-asan/ (ASan+UBSan, Debug), ctest in
 #                       both, then the fuzzers briefly if fuzz/ exists
 #   make install        into $(PREFIX)
-#   make bench          build, then bench/run.sh and bench/run_chat.sh
+#   make bench          build, then bench/run.sh, run_chat.sh and run_portfwd.sh
 #   make fuzz           build-fuzz/ with clang, each fuzz_* for $(FUZZ_SECONDS) s
 #   make clean
 RUN_CMD ?= build/examples/echo_server
@@ -71,6 +71,7 @@ bench: build
 	@if [ -f bench/run.sh ]; then BUILD=$(CURDIR)/build bash bench/run.sh; \
 	else echo "make bench: bench/run.sh does not exist yet" >&2; exit 1; fi
 	@BUILD=$(CURDIR)/build bash bench/run_chat.sh
+	@BUILD=$(CURDIR)/build bash bench/run_portfwd.sh
 
 # Each fuzzer gets a scratch corpus in build-fuzz/ (libFuzzer writes to its
 # first corpus dir) seeded from fuzz/corpus/<name>/ and uses fuzz/<name>.dict
