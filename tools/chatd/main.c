@@ -10,6 +10,8 @@
 #define _GNU_SOURCE
 #include <asynchat.h>
 
+#include "toolkit.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -21,15 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #define NAME_MAX_LEN 32
 #define PARTING_GRACE 5.0  /* seconds a leaving client gets to read its last line */
 #define SHUTDOWN_GRACE 2.0 /* ... and every client, when the server stops */
 #define ACCEPT_BACKOFF 0.5 /* pause after accept failed (out of descriptors) */
-
-enum { LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 
 struct client {
     ac_dispatcher *d;
@@ -53,7 +52,6 @@ static struct {
     long max_clients;
     size_t max_line, max_queue;
     double idle;
-    int verbosity;
     ac_map *map; /* state */
     ac_dispatcher *listener;
     ac_timer *backoff, *deadline;
@@ -67,32 +65,7 @@ static struct {
     .max_clients = 1000,
     .max_line = 4096,
     .max_queue = 256 * 1024,
-    .verbosity = LOG_INFO,
 };
-
-/* -------------------------------------------------------------- logs */
-
-static void logmsg(int level, const char *fmt, ...) AC_PRINTF(2, 3);
-static void logmsg(int level, const char *fmt, ...)
-{
-    static const char *const names[] = {"error", "warning", "info", "debug"};
-    if (level > S.verbosity)
-        return;
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "chatd: %s: %s\n", names[level], buf);
-}
-
-/* The library's own log lines (unhandled events and the like). */
-static void library_log(ac_dispatcher *d, const char *type, const char *msg, void *ctx)
-{
-    (void)d, (void)ctx;
-    bool bad = type && (!strcmp(type, "warning") || !strcmp(type, "error"));
-    logmsg(bad ? LOG_WARNING : LOG_DEBUG, "%s", msg);
-}
 
 static const char *describe(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
 {
@@ -207,7 +180,7 @@ static void leave(struct client *c, const char *why)
     *(c->prev ? &c->prev->next : &S.head) = c->next;
     *(c->next ? &c->next->prev : &S.tail) = c->prev;
     S.clients--;
-    logmsg(LOG_INFO, "%s %s left%s%s", c->peer, c->name[0] ? c->name : "(no name)",
+    tool_log(TOOL_INFO, "%s %s left%s%s", c->peer, c->name[0] ? c->name : "(no name)",
            why ? ": " : "", why ? why : "");
     if (!c->name[0] || S.stopping)
         return;
@@ -279,7 +252,7 @@ static void cmd_nick(struct client *c, char *name)
     char old[NAME_MAX_LEN + 1];
     strcpy(old, c->name);
     strcpy(c->name, name);
-    logmsg(LOG_DEBUG, "%s is %s", c->peer, name);
+    tool_log(TOOL_DEBUG, "%s is %s", c->peer, name);
     if (!old[0])
         room("* %s has joined", name);
     else if (strcmp(old, name))
@@ -434,7 +407,7 @@ static int client_error(ac_dispatcher *d, const ac_error *e)
     if (e->err == EMSGSIZE && !strcmp(e->op, "max_input")) {
         part(c, "line too long", "! line too long (max %zu bytes)", S.max_line);
     } else {
-        logmsg(LOG_WARNING, "%s: %s: %s", c->peer, e->op, strerror(e->err));
+        tool_log(TOOL_WARNING, "%s: %s: %s", c->peer, e->op, strerror(e->err));
         drop(c, "error");
     }
     return 0; /* non-zero would leave the loop */
@@ -473,9 +446,9 @@ static void refuse(int fd, const char *peer)
     static const char full[] = "! server full, try again later\n";
     /* A fresh socket's buffer takes one line; if it does not, never mind. */
     if (send(fd, full, sizeof full - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        logmsg(LOG_DEBUG, "%s: %s", peer, strerror(errno));
+        tool_log(TOOL_DEBUG, "%s: %s", peer, strerror(errno));
     close(fd);
-    logmsg(LOG_WARNING, "%s refused: %ld clients already", peer, S.clients);
+    tool_log(TOOL_WARNING, "%s refused: %ld clients already", peer, S.clients);
 }
 
 static int listener_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *addr,
@@ -492,7 +465,7 @@ static int listener_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *a
     ac_dispatcher *d = c ? ac_chat_new(S.map, &client_handlers, c) : NULL;
     int rc = d ? ac_attach(d, fd) : -ENOMEM;
     if (rc < 0) {
-        logmsg(LOG_WARNING, "%s: %s", peer, strerror(-rc));
+        tool_log(TOOL_WARNING, "%s: %s", peer, strerror(-rc));
         close(fd); /* still ours */
         if (d)
             ac_close(d); /* finalize frees c */
@@ -513,7 +486,7 @@ static int listener_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *a
     *(S.tail ? &S.tail->next : &S.head) = c;
     S.tail = c;
     S.clients++;
-    logmsg(LOG_DEBUG, "%s connected", peer);
+    tool_log(TOOL_DEBUG, "%s connected", peer);
     tell(c, "* welcome to chatd; pick a name with /nick NAME");
     return 0;
 }
@@ -530,7 +503,7 @@ static double resume_accepting(ac_timer *t, void *arg)
  * spinning. */
 static int listener_error(ac_dispatcher *d, const ac_error *e)
 {
-    logmsg(LOG_WARNING, "%s: %s", e->op, strerror(e->err));
+    tool_log(TOOL_WARNING, "%s: %s", e->op, strerror(e->err));
     ac_set_reading(d, false);
     ac_timer_start(S.backoff, ACCEPT_BACKOFF);
     return 0;
@@ -551,7 +524,7 @@ static void log_listening(int fd)
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
         getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, serv, sizeof serv,
                     NI_NUMERICHOST | NI_NUMERICSERV);
-    logmsg(LOG_INFO, "listening on %s port %s, at most %ld clients", host, serv, S.max_clients);
+    tool_log(TOOL_INFO, "listening on %s port %s, at most %ld clients", host, serv, S.max_clients);
 }
 
 static int listen_on(const char *host, int port)
@@ -561,7 +534,7 @@ static int listen_on(const char *host, int port)
     snprintf(serv, sizeof serv, "%d", port);
     int gai = getaddrinfo(host, serv, &hints, &ai);
     if (gai) {
-        logmsg(LOG_ERROR, "cannot resolve %s: %s", host, gai_strerror(gai));
+        tool_log(TOOL_ERROR, "cannot resolve %s: %s", host, gai_strerror(gai));
         return -1;
     }
     ac_dispatcher *ls = S.listener = ac_dispatcher_new(S.map, &listener_handlers, NULL);
@@ -574,7 +547,7 @@ static int listen_on(const char *host, int port)
     if (rc == 0)
         rc = ac_listen(ls, 1024);
     if (rc < 0) {
-        logmsg(LOG_ERROR, "cannot listen on %s port %d: %s", host, port, strerror(-rc));
+        tool_log(TOOL_ERROR, "cannot listen on %s port %d: %s", host, port, strerror(-rc));
         return -1;
     }
     log_listening(ac_fd(ls));
@@ -586,7 +559,7 @@ static int listen_on(const char *host, int port)
 static double shutdown_deadline(ac_timer *t, void *arg)
 {
     (void)t, (void)arg;
-    logmsg(LOG_DEBUG, "%ld clients did not take the notice in time", S.clients);
+    tool_log(TOOL_DEBUG, "%ld clients did not take the notice in time", S.clients);
     ac_close_all(S.map, true);
     return -1;
 }
@@ -598,7 +571,7 @@ static int on_signal(ac_map *m, int signo, void *arg)
     (void)m, (void)arg;
     if (S.stopping)
         return AC_EXIT_NOW;
-    logmsg(LOG_INFO, "%s: shutting down", strsignal(signo));
+    tool_log(TOOL_INFO, "%s: shutting down", strsignal(signo));
     S.stopping = true;
     ac_timer_stop(S.backoff);
     ac_close(S.listener);
@@ -627,29 +600,6 @@ static const char usage[] =
     "  -V, --version           show the version\n";
 
 /* A whole number in [min, max], or false. */
-static bool number(const char *s, unsigned long long min, unsigned long long max,
-                   unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || *s == '-' || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool seconds(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= 0 && v <= 1e9))
-        return false;
-    *out = v;
-    return true;
-}
-
 /* Fills S from argv.  Returns -1 to go on, else the exit status. */
 static int options(int argc, char **argv)
 {
@@ -673,13 +623,13 @@ static int options(int argc, char **argv)
     while (ok && (c = getopt_long(argc, argv, "l:p:qvhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'l': S.host = optarg; break;
-        case 'p': ok = number(optarg, 0, 65535, &v), S.port = (int)v; break;
-        case MAX_CLIENTS: ok = number(optarg, 1, 1000000, &v), S.max_clients = (long)v; break;
-        case MAX_LINE: ok = number(optarg, 1, 1 << 30, &v), S.max_line = (size_t)v; break;
-        case MAX_QUEUE: ok = number(optarg, 1, 1ULL << 40, &v), S.max_queue = (size_t)v; break;
-        case IDLE: ok = seconds(optarg, &S.idle); break;
-        case 'q': S.verbosity -= S.verbosity > LOG_ERROR; break;
-        case 'v': S.verbosity += S.verbosity < LOG_DEBUG; break;
+        case 'p': ok = tool_number(optarg, 0, 65535, &v), S.port = (int)v; break;
+        case MAX_CLIENTS: ok = tool_number(optarg, 1, 1000000, &v), S.max_clients = (long)v; break;
+        case MAX_LINE: ok = tool_number(optarg, 1, 1 << 30, &v), S.max_line = (size_t)v; break;
+        case MAX_QUEUE: ok = tool_number(optarg, 1, 1ULL << 40, &v), S.max_queue = (size_t)v; break;
+        case IDLE: ok = tool_seconds(optarg, &S.idle); break;
+        case 'q': tool_verbosity -= tool_verbosity > TOOL_ERROR; break;
+        case 'v': tool_verbosity += tool_verbosity < TOOL_DEBUG; break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': printf("chatd %s (libasyncore)\n", AC_VERSION_STRING); return 0;
         default: fputs(usage, stderr); return 2;
@@ -697,17 +647,12 @@ static int options(int argc, char **argv)
 
 static bool setup(void)
 {
-    /* Each client is a descriptor: allow as many as the hard limit does. */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    tool_raise_nofile();
     signal(SIGPIPE, SIG_IGN);
-    ac_set_log_hook(library_log, NULL);
+    ac_set_log_hook(tool_library_log, NULL);
     int rc = ac_map_new(&S.map, AC_POLLER_DEFAULT);
     if (rc < 0) {
-        logmsg(LOG_ERROR, "cannot create the map: %s", strerror(-rc));
+        tool_log(TOOL_ERROR, "cannot create the map: %s", strerror(-rc));
         return false;
     }
     S.backoff = ac_timer_new(S.map, resume_accepting, NULL);
@@ -718,6 +663,7 @@ static bool setup(void)
 
 int main(int argc, char **argv)
 {
+    tool_name = "chatd";
     int status = options(argc, argv);
     if (status >= 0)
         return status;
@@ -725,7 +671,7 @@ int main(int argc, char **argv)
     if (setup()) {
         int rc = ac_loop(S.map, -1.0, AC_FOREVER);
         if (rc < 0 && rc != AC_EXIT_NOW)
-            logmsg(LOG_ERROR, "loop: %s", strerror(-rc));
+            tool_log(TOOL_ERROR, "loop: %s", strerror(-rc));
         else
             status = 0;
     }
@@ -740,6 +686,6 @@ int main(int argc, char **argv)
         S.qhead = m->next;
         free(m);
     }
-    logmsg(LOG_INFO, "bye");
+    tool_log(TOOL_INFO, "bye");
     return status;
 }

@@ -16,6 +16,7 @@
  * ruleset small). */
 #define _GNU_SOURCE
 #include "config.h"
+#include "toolkit.h"
 
 #include <asyncore.h>
 #include <asyncore_relay.h>
@@ -29,20 +30,16 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define ACCEPT_BACKOFF 0.1 /* seconds accept pauses after EMFILE and the like */
 #define MAX_THREADS 64
-
-enum { LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 
 struct stats { /* per rule, shared by the workers */
     atomic_long active, total, refused, errors;
@@ -99,7 +96,6 @@ static struct {
     long max_conns;
     size_t buffer;
     int threads;
-    int verbosity;
     /* state */
     struct ruleset *rs; /* the newest; older ones hang off it */
     struct worker workers[MAX_THREADS];
@@ -112,31 +108,9 @@ static struct {
     .drain_timeout = 10,
     .max_conns = 10000,
     .threads = 1,
-    .verbosity = LOG_INFO,
 };
 
 /* ------------------------------------------------------------ logging */
-
-static void logmsg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logmsg(int level, const char *fmt, ...)
-{
-    static const char *const names[] = {"error", "warning", "info", "debug"};
-    if (level > S.verbosity)
-        return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "portfwd: %s: %s\n", names[level], line);
-}
-
-static void library_log(ac_dispatcher *d, const char *type, const char *msg, void *ctx)
-{
-    (void)d, (void)ctx;
-    bool bad = !strcmp(type, "warning") || !strcmp(type, "error");
-    logmsg(bad ? LOG_WARNING : LOG_DEBUG, "%s", msg);
-}
 
 static void sockaddr_text(const struct sockaddr *sa, socklen_t len, char *out, size_t size)
 {
@@ -155,7 +129,7 @@ static void log_connection(const struct rule *r, const char *client,
     const struct pf_rule *p = r->src;
     const struct ruleset *rs = r->rs;
     if (rs->logfd < 0) {
-        logmsg(LOG_INFO, "%s via %s: %llu bytes in, %llu out, %.3f s, %s", client, r->name, in,
+        tool_log(TOOL_INFO, "%s via %s: %llu bytes in, %llu out, %.3f s, %s", client, r->name, in,
                out, secs, result);
         return;
     }
@@ -180,7 +154,7 @@ static void log_connection(const struct rule *r, const char *client,
     /* One write per line on an O_APPEND descriptor: lines from several
      * workers never interleave. */
     if (n > 0 && write(rs->logfd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line) < 0)
-        logmsg(LOG_WARNING, "logfile: %s", strerror(errno));
+        tool_log(TOOL_WARNING, "logfile: %s", strerror(errno));
 }
 
 /* ---------------------------------------------------------- rulesets */
@@ -313,7 +287,7 @@ static void relay_done(ac_relay *relay, const ac_relay_stats *st, void *arg)
         atomic_fetch_add(&rs->spliced, 1);
     const char *why = result_name(st);
     if (st->err)
-        logmsg(LOG_DEBUG, "%s via %s: %s: %s", c->client, c->rule->name, why,
+        tool_log(TOOL_DEBUG, "%s via %s: %s: %s", c->client, c->rule->name, why,
                strerror(st->err));
     log_connection(c->rule, c->client, (unsigned long long)st->bytes[AC_RELAY_AB],
                    (unsigned long long)st->bytes[AC_RELAY_BA], st->end - st->start, why);
@@ -419,7 +393,7 @@ static double resume_accepting(ac_timer *t, void *arg)
 static int listener_error(ac_dispatcher *d, const ac_error *e)
 {
     struct listener *l = ac_user(d);
-    logmsg(LOG_WARNING, "%s: %s: %s (accepting again in %g s)", l->rule->name, e->op,
+    tool_log(TOOL_WARNING, "%s: %s: %s (accepting again in %g s)", l->rule->name, e->op,
            strerror(e->err), ACCEPT_BACKOFF);
     atomic_fetch_add(&l->rule->st.errors, 1);
     for (struct listener *o = l->w->listeners; o; o = o->next)
@@ -484,7 +458,7 @@ static void log_listening(const struct listener *l)
     if (getsockname(ac_fd(l->d), (struct sockaddr *)&ss, &len) == 0)
         getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, serv, sizeof serv,
                     NI_NUMERICHOST | NI_NUMERICSERV);
-    logmsg(LOG_INFO, "listening on %s port %s, forwarding to %s port %s", host, serv,
+    tool_log(TOOL_INFO, "listening on %s port %s, forwarding to %s port %s", host, serv,
            l->rule->src->connect_host, l->rule->src->connect_port);
 }
 
@@ -548,7 +522,7 @@ static double drain_over(ac_timer *t, void *arg)
     struct worker *w = arg;
     long left = atomic_load(&S.active);
     if (left)
-        logmsg(LOG_INFO, "drain timeout: closing the connections left");
+        tool_log(TOOL_INFO, "drain timeout: closing the connections left");
     ac_close_all(w->map, true);
     return -1;
 }
@@ -583,7 +557,7 @@ static void worker_reload(ac_map *m, void *arg)
             w = &S.workers[i];
     char err[512];
     if (!w->stopping && worker_install(w, arg, err, sizeof err) < 0)
-        logmsg(LOG_ERROR, "reload: %s (worker %d keeps its listeners)", err, w->id);
+        tool_log(TOOL_ERROR, "reload: %s (worker %d keeps its listeners)", err, w->id);
 }
 
 static int worker_open(struct worker *w, int id)
@@ -612,7 +586,7 @@ static int worker_run(struct worker *w)
 {
     int rc = ac_loop(w->map, -1.0, AC_FOREVER);
     if (rc < 0 && rc != AC_EXIT_NOW) {
-        logmsg(LOG_ERROR, "worker %d: loop: %s", w->id, strerror(-rc));
+        tool_log(TOOL_ERROR, "worker %d: loop: %s", w->id, strerror(-rc));
         return -1;
     }
     return 0;
@@ -658,19 +632,19 @@ static int on_signal(ac_map *m, int signo, void *arg)
         char err[512];
         struct ruleset *rs = ruleset_load(err, sizeof err);
         if (!rs) {
-            logmsg(LOG_ERROR, "reload: %s (the old configuration stays)", err);
+            tool_log(TOOL_ERROR, "reload: %s (the old configuration stays)", err);
             return 0;
         }
         rs->older = S.rs;
         S.rs = rs;
-        logmsg(LOG_INFO, "SIGHUP: %zu rules loaded", rs->n);
+        tool_log(TOOL_INFO, "SIGHUP: %zu rules loaded", rs->n);
         worker_reload(S.workers[0].map, rs);
         for (int i = 1; i < S.threads; i++)
             ac_call_soon_threadsafe(S.workers[i].map, worker_reload, rs);
         return 0;
     }
     if (S.stop_signals++ == 0)
-        logmsg(LOG_INFO, "%s: no new connections; %ld to finish within %g s", strsignal(signo),
+        tool_log(TOOL_INFO, "%s: no new connections; %ld to finish within %g s", strsignal(signo),
                atomic_load(&S.active), S.drain_timeout);
     worker_stop(S.workers[0].map, &S.workers[0]);
     for (int i = 1; i < S.threads; i++)
@@ -737,54 +711,32 @@ static const struct option longopts[] = {
     {NULL, 0, NULL, 0},
 };
 
-static bool parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_seconds(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= 0 && v <= 1e9))
-        return false;
-    *out = v;
-    return true;
-}
-
 /* -1 to go on, else the exit status. */
 static int options(int argc, char **argv)
 {
     int c;
     bool ok = true;
-    long v;
+    unsigned long long v;
     while (ok && (c = getopt_long(argc, argv, "l:p:r:P:b:c:fqvhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'l': S.local_ip = optarg; break;
         case 'p': S.local_port = optarg; break;
         case 'r': S.remote_ip = optarg; break;
         case 'P': S.remote_port = optarg; break;
-        case 'b': ok = parse_long(optarg, 1, INT_MAX, &v), S.backlog = (int)v; break;
+        case 'b': ok = tool_number(optarg, 1, INT_MAX, &v), S.backlog = (int)v; break;
         case 'c': S.config_path = optarg; break;
         case 'f': break; /* rinetd -f: portfwd stays in the foreground anyway */
-        case OPT_CONNECT_TIMEOUT: ok = parse_seconds(optarg, &S.connect_timeout); break;
-        case OPT_IDLE_TIMEOUT: ok = parse_seconds(optarg, &S.idle_timeout); break;
+        case OPT_CONNECT_TIMEOUT: ok = tool_seconds(optarg, &S.connect_timeout); break;
+        case OPT_IDLE_TIMEOUT: ok = tool_seconds(optarg, &S.idle_timeout); break;
         case OPT_KEEPALIVE: S.keepalive = true; break;
-        case OPT_MAX_CONNS: ok = parse_long(optarg, 1, LONG_MAX, &S.max_conns); break;
+        case OPT_MAX_CONNS: ok = tool_number(optarg, 1, LONG_MAX, &v), S.max_conns = (long)v; break;
         case OPT_SOURCE: S.source = optarg; break;
-        case OPT_BUFFER: ok = parse_long(optarg, 1024, 1L << 30, &v), S.buffer = (size_t)v; break;
+        case OPT_BUFFER: ok = tool_number(optarg, 1024, 1 << 30, &v), S.buffer = (size_t)v; break;
         case OPT_NO_SPLICE: S.no_splice = true; break;
-        case OPT_THREADS: ok = parse_long(optarg, 1, MAX_THREADS, &v), S.threads = (int)v; break;
-        case OPT_DRAIN_TIMEOUT: ok = parse_seconds(optarg, &S.drain_timeout); break;
-        case 'q': S.verbosity -= S.verbosity > LOG_ERROR; break;
-        case 'v': S.verbosity = LOG_DEBUG; break;
+        case OPT_THREADS: ok = tool_number(optarg, 1, MAX_THREADS, &v), S.threads = (int)v; break;
+        case OPT_DRAIN_TIMEOUT: ok = tool_seconds(optarg, &S.drain_timeout); break;
+        case 'q': tool_verbosity -= tool_verbosity > TOOL_ERROR; break;
+        case 'v': tool_verbosity = TOOL_DEBUG; break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V': printf("portfwd %s (libasyncore)\n", AC_VERSION_STRING); return 0;
         default: fputs(usage, stderr); return 2;
@@ -822,20 +774,11 @@ static int options(int argc, char **argv)
 
 /* --------------------------------------------------------------- main */
 
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 static bool write_pidfile(const char *path)
 {
     FILE *f = path ? fopen(path, "w") : NULL;
     if (path && (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0)) {
-        logmsg(LOG_ERROR, "pidfile %s: %s", path, strerror(errno));
+        tool_log(TOOL_ERROR, "pidfile %s: %s", path, strerror(errno));
         return false;
     }
     return true;
@@ -850,29 +793,29 @@ static bool setup(void)
     char err[512];
     S.rs = ruleset_load(err, sizeof err);
     if (!S.rs) {
-        logmsg(LOG_ERROR, "%s", err);
+        tool_log(TOOL_ERROR, "%s", err);
         return false;
     }
-    raise_fd_limit();
+    tool_raise_nofile();
     /* The relay splices only while SIGPIPE cannot kill the process. */
     signal(SIGPIPE, SIG_IGN);
-    ac_set_log_hook(library_log, NULL);
+    ac_set_log_hook(tool_library_log, NULL);
     for (int i = 0; i < S.threads; i++) {
         int rc = worker_open(&S.workers[i], i);
         if (rc < 0) {
-            logmsg(LOG_ERROR, "cannot create worker %d: %s", i, strerror(-rc));
+            tool_log(TOOL_ERROR, "cannot create worker %d: %s", i, strerror(-rc));
             return false;
         }
     }
     static const int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
     for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++)
         if (ac_signal_watch(S.workers[0].map, signals[i], on_signal, NULL) < 0) {
-            logmsg(LOG_ERROR, "cannot watch %s", strsignal(signals[i]));
+            tool_log(TOOL_ERROR, "cannot watch %s", strsignal(signals[i]));
             return false;
         }
     for (int i = 0; i < S.threads; i++)
         if (worker_install(&S.workers[i], S.rs, err, sizeof err) < 0) {
-            logmsg(LOG_ERROR, "%s", err);
+            tool_log(TOOL_ERROR, "%s", err);
             return false;
         }
     return write_pidfile(S.rs->cfg.pidfile);
@@ -880,6 +823,7 @@ static bool setup(void)
 
 int main(int argc, char **argv)
 {
+    tool_name = "portfwd";
     int status = options(argc, argv);
     if (status >= 0)
         return status;
@@ -889,7 +833,7 @@ int main(int argc, char **argv)
         for (; started < S.threads; started++)
             if (pthread_create(&S.workers[started].thread, NULL, worker_thread,
                                &S.workers[started]) != 0) {
-                logmsg(LOG_ERROR, "cannot start worker %d", started);
+                tool_log(TOOL_ERROR, "cannot start worker %d", started);
                 break;
             }
         if (started == S.threads && worker_run(&S.workers[0]) == 0)

@@ -1,0 +1,63 @@
+#include "toolkit.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+const char *tool_name = "tool";
+int tool_verbosity = TOOL_INFO;
+
+void tool_log(int level, const char *fmt, ...)
+{
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    if (level > tool_verbosity)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s: %s: %s\n", tool_name, names[level], line);
+}
+
+void tool_library_log(ac_dispatcher *d, const char *type, const char *msg, void *ctx)
+{
+    (void)d, (void)ctx;
+    bool bad = type && (!strcmp(type, "warning") || !strcmp(type, "error"));
+    tool_log(bad ? TOOL_WARNING : TOOL_DEBUG, "%s", msg);
+}
+
+bool tool_number(const char *s, unsigned long long min, unsigned long long max,
+                 unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || *s == '-' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool tool_seconds(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0 && v <= 1e9))
+        return false;
+    *out = v;
+    return true;
+}
+
+void tool_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}

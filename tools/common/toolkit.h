@@ -1,0 +1,33 @@
+/* What every tool of tools/ does the same way: leveled logs on stderr,
+ * the library's log lines routed into them, option values checked whole,
+ * and as many descriptors as the hard limit allows. */
+#ifndef AC_TOOLKIT_H
+#define AC_TOOLKIT_H
+
+#include <asyncore.h>
+
+#include <stdbool.h>
+
+enum { TOOL_ERROR, TOOL_WARNING, TOOL_INFO, TOOL_DEBUG };
+
+extern const char *tool_name; /* the prefix of every log line */
+extern int tool_verbosity;    /* lines above this level are dropped (default TOOL_INFO) */
+
+/* "NAME: LEVEL: message" on stderr, when level <= tool_verbosity. */
+void tool_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* An ac_log_fn: the library's warnings and errors as warnings, the rest as
+ * debug lines. */
+void tool_library_log(ac_dispatcher *d, const char *type, const char *msg, void *ctx);
+
+/* A whole decimal number in [min, max] (no sign, nothing after it). */
+bool tool_number(const char *s, unsigned long long min, unsigned long long max,
+                 unsigned long long *out);
+
+/* Seconds: a whole non-negative decimal, fractions allowed, at most 1e9. */
+bool tool_seconds(const char *s, double *out);
+
+/* Raise the soft limit on descriptors to the hard one (each client is one). */
+void tool_raise_nofile(void);
+
+#endif
