@@ -101,34 +101,7 @@ row_args() {  # row -> sets ARGS
     esac
 }
 
-SRV_PID=
-start_server() {  # cmd... ; sets SRV_PID and PORT
-    local tmp
-    tmp=$(mktemp)
-    "${SRV_PIN[@]}" "$@" >"$tmp" 2>>"$SLOG" &
-    SRV_PID=$!
-    PORT=
-    for _ in $(seq 100); do
-        PORT=$(awk '$1 == "PORT" { print $2; exit }' "$tmp")
-        [ -n "$PORT" ] && break
-        kill -0 "$SRV_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    rm -f "$tmp"
-    [ -n "$PORT" ]
-}
-
-stop_server() {
-    [ -n "$SRV_PID" ] || return 0
-    kill -TERM "$SRV_PID" 2>/dev/null
-    for _ in $(seq 100); do
-        kill -0 "$SRV_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    kill -KILL "$SRV_PID" 2>/dev/null
-    wait "$SRV_PID" 2>/dev/null
-    SRV_PID=
-}
+. "$ROOT/bench/lib.sh"
 trap 'stop_server; exit 130' INT TERM
 
 run_one() {  # round row server
