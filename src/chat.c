@@ -414,7 +414,7 @@ static int send_run(ac_dispatcher *d, struct chat *c)
         total += len;
         k = k->next;
     } while (k && k->kind == NODE_BYTES && n < MAX_IOV && total < c->out_size);
-    ssize_t sent = ac__sendv(d, iov, n);
+    ssize_t sent = total ? ac__sendv(d, iov, n) : 0; /* only empty entries: no call */
     if (sent < 0)
         return sent == AC_EXIT_NOW ? (int)sent : ac__route_error(d, (int)sent, "send");
     if (sent == 0 && total > 0)
