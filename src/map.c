@@ -439,7 +439,6 @@ static int collect(ac_map *m)
     return 0;
 }
 
-/* Seconds to milliseconds, rounding up (L8's allowed deviation, W18). */
 /* The wait, resumed with the remaining time after EINTR (L9). */
 static int wait_ready(ac_map *m, double timeout)
 {
