@@ -321,6 +321,19 @@ fail:;
     return -err;
 }
 
+/* Out of descriptors (or buffers): accepting pauses a moment on all of
+ * the worker's listeners.  The backlog stays readable, so going on would
+ * spin (W15); relays that are running go on, and freed descriptors let it
+ * recover. */
+static void pause_accepting(struct listener *l, const char *op, int err)
+{
+    tool_log(TOOL_WARNING, "%s: %s: %s (accepting again in %g s)", l->rule->name, op,
+             strerror(err), ACCEPT_BACKOFF);
+    for (struct listener *o = l->w->listeners; o; o = o->next)
+        ac_set_reading(o->d, false);
+    ac_timer_start(l->w->backoff, ACCEPT_BACKOFF);
+}
+
 /* Whether a new client may come in; if not, why (for the log). */
 static const char *admission(const struct listener *l, const char *client)
 {
@@ -366,6 +379,8 @@ static int listener_accepted(ac_dispatcher *d, int fd, const struct sockaddr *ad
     atomic_fetch_add(&r->st.active, 1);
     atomic_fetch_add(&S.active, 1);
     int rc = rfd < 0 ? rfd : ac_relay_new(NULL, ac_map_of(d), fd, rfd, &cfg, relay_done, c);
+    if (rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS || rc == -ENOMEM)
+        pause_accepting(l, "socket", -rc); /* this client is lost, the next ones wait */
     if (rc < 0) {
         /* Nothing to relay: the client is closed, the others go on. */
         if (rfd >= 0)
@@ -387,18 +402,12 @@ static double resume_accepting(ac_timer *t, void *arg)
 }
 
 /* An accept failure that is not "nothing there": EMFILE, ENFILE, ENOBUFS.
- * asyncore would close the listener (W15) and ignoring it would spin on
- * the still-readable backlog, so accepting pauses a moment; relays that
- * are running go on, and freed descriptors let it recover. */
+ * asyncore would close the listener (W15). */
 static int listener_error(ac_dispatcher *d, const ac_error *e)
 {
     struct listener *l = ac_user(d);
-    tool_log(TOOL_WARNING, "%s: %s: %s (accepting again in %g s)", l->rule->name, e->op,
-           strerror(e->err), ACCEPT_BACKOFF);
     atomic_fetch_add(&l->rule->st.errors, 1);
-    for (struct listener *o = l->w->listeners; o; o = o->next)
-        ac_set_reading(o->d, false);
-    ac_timer_start(l->w->backoff, ACCEPT_BACKOFF);
+    pause_accepting(l, e->op, e->err);
     return 0;
 }
 
