@@ -380,7 +380,7 @@ static int listener_accepted(ac_dispatcher *d, int fd, const struct sockaddr *ad
     atomic_fetch_add(&S.active, 1);
     int rc = rfd < 0 ? rfd : ac_relay_new(NULL, ac_map_of(d), fd, rfd, &cfg, relay_done, c);
     if (rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS || rc == -ENOMEM)
-        pause_accepting(l, "socket", -rc); /* this client is lost, the next ones wait */
+        pause_accepting(l, rfd < 0 ? "socket" : "relay", -rc); /* the next ones wait */
     if (rc < 0) {
         /* Nothing to relay: the client is closed, the others go on. */
         if (rfd >= 0)
