@@ -10,6 +10,26 @@
 const char *tool_name = "tool";
 int tool_verbosity = TOOL_INFO;
 
+void tool_start(const char *name, char **argv)
+{
+    tool_name = name;
+    argv[0] = (char *)name;
+}
+
+int tool_option_end(int opt, const char *usage)
+{
+    if (opt == 'h') {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (opt == 'V') {
+        printf("%s (libasyncore) %s\n", tool_name, AC_VERSION_STRING);
+        return 0;
+    }
+    fprintf(stderr, "Try '%s --help' for more information.\n", tool_name);
+    return 2;
+}
+
 void tool_log(int level, const char *fmt, ...)
 {
     static const char *const names[] = {"error", "warning", "info", "debug"};

@@ -13,6 +13,16 @@ enum { TOOL_ERROR, TOOL_WARNING, TOOL_INFO, TOOL_DEBUG };
 extern const char *tool_name; /* the prefix of every log line */
 extern int tool_verbosity;    /* lines above this level are dropped (default TOOL_INFO) */
 
+/* Name the program: tool_name, and argv[0] too, so that getopt's own
+ * messages start with the short name and not with the path it was run by. */
+void tool_start(const char *name, char **argv);
+
+/* The end of an option loop, for 'h', 'V' and anything getopt refused:
+ * --help prints usage on stdout, --version one "NAME (libasyncore) X.Y.Z"
+ * line (both 0); a bad option gets a one-line hint after getopt's own
+ * message (2).  Returns the exit status. */
+int tool_option_end(int opt, const char *usage);
+
 /* "NAME: LEVEL: message" on stderr, when level <= tool_verbosity. */
 void tool_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
