@@ -5,6 +5,8 @@
  * pf_allowed() / pf_pattern_match() are run over a few addresses and the
  * parsed patterns.  On failure the message must name the file and a line,
  * "fuzz.conf:N: ...", and *out must be empty.  pf_config_free() always.
+ * The same bytes, split at NULs, are also the four values of
+ * pf_config_add_rule() (the command line's rule).
  * Any broken invariant aborts.
  *
  * Build: `make fuzz` (or clang -fsanitize=fuzzer,address,undefined
@@ -30,6 +32,7 @@
 
 static const char *const clients[] = {
     "127.0.0.1", "10.0.0.1", "192.168.2.10", "::1", "fe80::1", "", "2001:618:1::e43f",
+    "::ffff:127.0.0.1", "0:0:0:0:0:0:0:1", "fe80::1%lo",
 };
 
 static void fz_check_patterns(const struct pf_patterns *pt)
@@ -104,6 +107,30 @@ static void fz_check_failed(const struct pf_config *cfg, int rc, const char *err
           cfg->access.ndeny == 0 && cfg->access.allow == NULL && cfg->access.deny == NULL);
 }
 
+/* The input as portfwd's -l, -p, -r, -P values (split at NULs): each is
+ * taken whole or refused without a file:line. */
+static void fz_add_rule(const char *text, size_t size)
+{
+    const char *v[4] = {"", "", "", ""};
+    size_t at = 0;
+    for (int i = 0; i < 4 && at < size; i++) {
+        v[i] = text + at;
+        at += strlen(text + at) + 1;
+    }
+    struct pf_config cfg = {0};
+    char err[512];
+    int rc = pf_config_add_rule(&cfg, v[0], v[1], v[2], v[3], err, sizeof err);
+    if (rc == 0) {
+        CHECK(cfg.nrules == 1);
+        fz_check_ok(&cfg);
+        for (int i = 0; i < 4; i++)
+            CHECK(strpbrk(v[i], " \t#") == NULL);
+    } else {
+        CHECK(rc == -EINVAL && err[0] != '\0' && strncmp(err, NAME, strlen(NAME)) != 0);
+    }
+    pf_config_free(&cfg);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -135,6 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(pf_pattern_match(s, s));
         CHECK(pf_pattern_match("*", s));
         (void)pf_pattern_match(s, "192.168.2.10");
+        fz_add_rule(s, size + 1);
         free(s);
     }
     free(text);

@@ -12,6 +12,7 @@
  * pf_config_free() can take, so that an error anywhere is one free. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -57,7 +58,7 @@ __attribute__((format(printf, 2, 3)))
 static int fail(struct parser *ps, const char *fmt, ...)
 {
     if (ps->err && ps->errlen) {
-        int n = snprintf(ps->err, ps->errlen, "%s:%d: ", ps->name, ps->line);
+        int n = ps->name ? snprintf(ps->err, ps->errlen, "%s:%d: ", ps->name, ps->line) : 0;
         if (n >= 0 && (size_t)n < ps->errlen) {
             va_list ap;
             va_start(ap, fmt);
@@ -70,8 +71,10 @@ static int fail(struct parser *ps, const char *fmt, ...)
 
 static int fail_nomem(struct parser *ps)
 {
-    if (ps->err && ps->errlen)
+    if (ps->err && ps->errlen && ps->name)
         snprintf(ps->err, ps->errlen, "%s:%d: out of memory", ps->name, ps->line);
+    else if (ps->err && ps->errlen)
+        snprintf(ps->err, ps->errlen, "out of memory");
     return -ENOMEM;
 }
 
@@ -266,7 +269,8 @@ static struct word check_host(struct word w)
  * (dropped).  A bind port may also be 0: the kernel picks one, which
  * portfwd logs (and tests rely on).  "/udp" is refused: portfwd forwards
  * TCP only. */
-static int check_port(struct parser *ps, struct word w, const char *which, struct word *out)
+static int check_port(struct parser *ps, struct word w, const char *which, struct word *out,
+                      unsigned *num)
 {
     if (w.quoted)
         return fail(ps, "bad %s port \"%.*s%s\" (no quotes here)", which, QW(w));
@@ -295,6 +299,7 @@ static int check_port(struct parser *ps, struct word w, const char *which, struc
         unsigned long lo = strcmp(which, "bind") == 0 ? 0 : 1;
         if (v < lo || v > 65535)
             return fail(ps, "%s port '%.*s%s' is out of range (%lu-65535)", which, QW(w), lo);
+        *num = (unsigned)v;
     } else {
         /* A service name, as rinetd: a letter, then letters, digits, '-', '_'. */
         bool ok = is_alpha(port.p[0]);
@@ -306,9 +311,11 @@ static int check_port(struct parser *ps, struct word w, const char *which, struc
         char name[PF_LINE_MAX + 1];
         memcpy(name, port.p, port.len);
         name[port.len] = '\0';
-        if (!getservbyname(name, "tcp"))
+        struct servent *se = getservbyname(name, "tcp");
+        if (!se)
             return fail(ps, "%s port '%.*s%s' is neither a number nor a known TCP service",
                         which, QW(w));
+        *num = ntohs((uint16_t)se->s_port);
     }
     *out = port;
     return 0;
@@ -505,6 +512,72 @@ static int parse_options(struct parser *ps, struct pf_rule *r, const char *s, co
     }
 }
 
+/* The bind address of r as a socket address, when its host is an address
+ * literal (names are resolved later, by the caller); AF_UNSPEC otherwise. */
+static void literal_bind(struct pf_rule *r, unsigned port)
+{
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&r->bind_addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&r->bind_addr;
+    memset(&r->bind_addr, 0, sizeof r->bind_addr);
+    if (inet_pton(AF_INET, r->bind_host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+    } else if (inet_pton(AF_INET6, r->bind_host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+    }
+}
+
+/* Two rules cannot listen on one address: without SO_REUSEPORT the second
+ * fails with EADDRINUSE, with it (--threads) the kernel would split the
+ * clients between both (issue 8 item 6).  Say so now, naming both lines. */
+static int check_duplicate(struct parser *ps, const struct pf_rule *r)
+{
+    for (size_t i = 0; i + 1 < ps->cfg->nrules; i++) {
+        const struct pf_rule *o = &ps->cfg->rules[i];
+        if (pf_binds_overlap((const struct sockaddr *)&o->bind_addr,
+                             (const struct sockaddr *)&r->bind_addr))
+            return fail(ps, "%s port %s overlaps line %d's %s port %s (one rule per address)",
+                        r->bind_host, r->bind_port, o->line, o->bind_host, o->bind_port);
+    }
+    return 0;
+}
+
+/* A rule from its four words, checked and appended to the configuration. */
+static int add_rule(struct parser *ps, const struct word w[4])
+{
+    struct word bind_host = check_host(w[0]), connect_host = check_host(w[2]);
+    struct word bind_port, connect_port;
+    unsigned bind_num = 0, connect_num = 0;
+    if (!bind_host.p)
+        return fail(ps, "bad bind address '%.*s%s'", QW(w[0]));
+    if (w[2].quoted)
+        return fail(ps, "bad connect address \"%.*s%s\" (no quotes here)", QW(w[2]));
+    int rc = check_port(ps, w[1], "bind", &bind_port, &bind_num);
+    if (rc < 0)
+        return rc;
+    if (!connect_host.p)
+        return fail(ps, "bad connect address '%.*s%s'", QW(w[2]));
+    rc = check_port(ps, w[3], "connect", &connect_port, &connect_num);
+    if (rc < 0)
+        return rc;
+
+    struct pf_config *cfg = ps->cfg;
+    void *tmp = cfg->rules;
+    if (grow(&tmp, cfg->nrules, sizeof *cfg->rules) < 0)
+        return fail_nomem(ps);
+    cfg->rules = tmp;
+    struct pf_rule *r = &cfg->rules[cfg->nrules++];
+    memset(r, 0, sizeof *r);
+    r->line = ps->line;
+    if (!(r->bind_host = dup_word(bind_host)) || !(r->bind_port = dup_word(bind_port)) ||
+        !(r->connect_host = dup_word(connect_host)) ||
+        !(r->connect_port = dup_word(connect_port)))
+        return fail_nomem(ps);
+    literal_bind(r, bind_num);
+    return check_duplicate(ps, r);
+}
+
 /* bindaddress bindport connectaddress connectport [options] */
 static int parse_rule(struct parser *ps, struct word first, const char *s, const char *end)
 {
@@ -528,34 +601,9 @@ static int parse_rule(struct parser *ps, struct word first, const char *s, const
                         "connectaddress connectport [options], got %d word%s", n,
                     n == 1 ? "" : "s");
     }
-    struct word bind_host = check_host(w[0]), connect_host = check_host(w[2]);
-    struct word bind_port, connect_port;
-    if (!bind_host.p)
-        return fail(ps, "bad bind address '%.*s%s'", QW(w[0]));
-    if (w[2].quoted)
-        return fail(ps, "bad connect address \"%.*s%s\" (no quotes here)", QW(w[2]));
-    int rc = check_port(ps, w[1], "bind", &bind_port);
+    int rc = add_rule(ps, w);
     if (rc < 0)
         return rc;
-    if (!connect_host.p)
-        return fail(ps, "bad connect address '%.*s%s'", QW(w[2]));
-    rc = check_port(ps, w[3], "connect", &connect_port);
-    if (rc < 0)
-        return rc;
-
-    struct pf_config *cfg = ps->cfg;
-    void *tmp = cfg->rules;
-    if (grow(&tmp, cfg->nrules, sizeof *cfg->rules) < 0)
-        return fail_nomem(ps);
-    cfg->rules = tmp;
-    struct pf_rule *r = &cfg->rules[cfg->nrules++];
-    memset(r, 0, sizeof *r);
-    r->line = ps->line;
-    if (!(r->bind_host = dup_word(bind_host)) || !(r->bind_port = dup_word(bind_port)) ||
-        !(r->connect_host = dup_word(connect_host)) ||
-        !(r->connect_port = dup_word(connect_port)))
-        return fail_nomem(ps);
-
     s = skip_space(s, end);
     if (s == end)
         return 0;
@@ -567,7 +615,7 @@ static int parse_rule(struct parser *ps, struct word first, const char *s, const
         return fail(ps, "unexpected '%.*s%s' after the connect port (options go in [...])",
                     QW(extra));
     }
-    return parse_options(ps, r, s, end);
+    return parse_options(ps, &ps->cfg->rules[ps->cfg->nrules - 1], s, end);
 }
 
 static int parse_line(struct parser *ps, const char *s, size_t len)
@@ -702,6 +750,59 @@ int pf_config_load(const char *path, struct pf_config *out, char *err, size_t er
     return rc;
 }
 
+/* An IPv4 or IPv6 socket address as IPv6 (IPv4 mapped); false for others. */
+static bool as_ipv6(const struct sockaddr *sa, struct sockaddr_in6 *out)
+{
+    memset(out, 0, sizeof *out);
+    if (sa->sa_family == AF_INET6) {
+        memcpy(out, sa, sizeof *out);
+        return true;
+    }
+    if (sa->sa_family != AF_INET)
+        return false;
+    const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+    out->sin6_family = AF_INET6;
+    out->sin6_port = v4->sin_port;
+    out->sin6_addr.s6_addr[10] = out->sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&out->sin6_addr.s6_addr[12], &v4->sin_addr, 4);
+    return true;
+}
+
+int pf_config_add_rule(struct pf_config *cfg, const char *bind_host, const char *bind_port,
+                       const char *connect_host, const char *connect_port, char *err,
+                       size_t errlen)
+{
+    struct parser ps = {.name = NULL, .err = err, .errlen = errlen, .cfg = cfg};
+    const char *v[4] = {bind_host, bind_port, connect_host, connect_port};
+    struct word w[4];
+    if (err && errlen)
+        err[0] = '\0';
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct word){v[i] ? v[i] : "", v[i] ? strlen(v[i]) : 0, false};
+        if (w[i].len > PF_LINE_MAX) /* check_port copies a name into a line-sized buffer */
+            return fail(&ps, "'%.*s%s' is too long", QW(w[i]));
+    }
+    return add_rule(&ps, w);
+}
+
+bool pf_binds_overlap(const struct sockaddr *a, const struct sockaddr *b)
+{
+    struct sockaddr_in6 x, y;
+    if (!as_ipv6(a, &x) || !as_ipv6(b, &y) || x.sin6_port != y.sin6_port || !x.sin6_port)
+        return false;
+    /* A "::" listener takes IPv4 too (IPV6_V6ONLY is off); "0.0.0.0" is
+     * ::ffff:0.0.0.0 here, the IPv4 part of it. */
+    static const unsigned char any4[16] = {[10] = 0xff, [11] = 0xff};
+    bool x4 = IN6_IS_ADDR_V4MAPPED(&x.sin6_addr), y4 = IN6_IS_ADDR_V4MAPPED(&y.sin6_addr);
+    if (IN6_IS_ADDR_UNSPECIFIED(&x.sin6_addr) || IN6_IS_ADDR_UNSPECIFIED(&y.sin6_addr))
+        return true;
+    if (x4 != y4)
+        return false;
+    if (!memcmp(&x.sin6_addr, any4, 16) || !memcmp(&y.sin6_addr, any4, 16))
+        return true;
+    return !memcmp(&x.sin6_addr, &y.sin6_addr, 16) && x.sin6_scope_id == y.sin6_scope_id;
+}
+
 /* ------------------------------------------------------------ access */
 
 static char lower(char c)
@@ -734,28 +835,104 @@ bool pf_pattern_match(const char *pattern, const char *text)
     return *p == '\0';
 }
 
-static bool any_match(char *const *patterns, size_t n, const char *client)
+/* The client as the patterns see it.  IPv4 keeps rinetd's text matching
+ * on its dotted form; IPv6 has several correct spellings, and a wildcard
+ * pattern may match any of them: RFC 5952's ("fe80::1"), all eight groups
+ * ("fe80:0:0:0:0:0:0:1") and all eight padded ("fe80:0000:...:0001").  An
+ * IPv4-mapped client ("::ffff:127.0.0.1", an IPv4 client of a "::"
+ * listener) is its IPv4 address, so that "deny 127.*" stops it there too.
+ * A pattern without wildcards that is an address is compared as one, so
+ * "0:0:0:0:0:0:0:1" is "::1". */
+struct client {
+    bool is_addr;       /* addr holds it (IPv4 as ::ffff:a.b.c.d) */
+    struct in6_addr addr;
+    int nforms;
+    char forms[3][48];
+};
+
+static void client_forms(const char *text, struct client *c)
 {
-    for (size_t i = 0; i < n; i++)
-        if (pf_pattern_match(patterns[i], client))
+    memset(c, 0, sizeof *c);
+    char s[INET6_ADDRSTRLEN + 1];
+    size_t n = strcspn(text, "%"); /* a zone ("fe80::1%eth0") names no address */
+    struct in_addr v4;
+    if (n < sizeof s) {
+        memcpy(s, text, n);
+        s[n] = '\0';
+        if (inet_pton(AF_INET, s, &v4) == 1) {
+            c->addr.s6_addr[10] = c->addr.s6_addr[11] = 0xff;
+            memcpy(&c->addr.s6_addr[12], &v4, 4);
+            c->is_addr = true;
+        } else {
+            c->is_addr = inet_pton(AF_INET6, s, &c->addr) == 1;
+        }
+    }
+    if (!c->is_addr) {
+        snprintf(c->forms[c->nforms++], sizeof c->forms[0], "%s", text);
+        return;
+    }
+    const unsigned char *b = c->addr.s6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&c->addr)) {
+        inet_ntop(AF_INET, b + 12, c->forms[c->nforms++], sizeof c->forms[0]);
+        return;
+    }
+    inet_ntop(AF_INET6, &c->addr, c->forms[c->nforms++], sizeof c->forms[0]);
+    for (int padded = 0; padded < 2; padded++) {
+        char *o = c->forms[c->nforms++];
+        for (int g = 0; g < 8; g++)
+            o += sprintf(o, padded ? "%s%04x" : "%s%x", g ? ":" : "", b[2 * g] << 8 | b[2 * g + 1]);
+    }
+}
+
+/* A pattern without wildcards that is an IPv4 or IPv6 address, as an
+ * IPv6 address (IPv4 mapped); false for anything else. */
+static bool pattern_addr(const char *pattern, struct in6_addr *a)
+{
+    struct in_addr v4;
+    if (strpbrk(pattern, "*?"))
+        return false;
+    if (inet_pton(AF_INET, pattern, &v4) == 1) {
+        memset(a, 0, sizeof *a);
+        a->s6_addr[10] = a->s6_addr[11] = 0xff;
+        memcpy(&a->s6_addr[12], &v4, 4);
+        return true;
+    }
+    return inet_pton(AF_INET6, pattern, a) == 1;
+}
+
+static bool client_match(const char *pattern, const struct client *c)
+{
+    struct in6_addr a;
+    if (c->is_addr && pattern_addr(pattern, &a))
+        return memcmp(&a, &c->addr, sizeof a) == 0;
+    for (int i = 0; i < c->nforms; i++)
+        if (pf_pattern_match(pattern, c->forms[i]))
             return true;
     return false;
 }
 
-static bool patterns_allow(const struct pf_patterns *pt, const char *client)
+static bool any_match(char *const *patterns, size_t n, const struct client *c)
 {
-    if (pt->nallow && !any_match(pt->allow, pt->nallow, client))
+    for (size_t i = 0; i < n; i++)
+        if (client_match(patterns[i], c))
+            return true;
+    return false;
+}
+
+static bool patterns_allow(const struct pf_patterns *pt, const struct client *c)
+{
+    if (pt->nallow && !any_match(pt->allow, pt->nallow, c))
         return false;
-    return !any_match(pt->deny, pt->ndeny, client);
+    return !any_match(pt->deny, pt->ndeny, c);
 }
 
 bool pf_allowed(const struct pf_config *cfg, const struct pf_rule *rule, const char *client)
 {
-    if (!client)
-        client = "";
-    if (cfg && !patterns_allow(&cfg->access, client))
+    struct client c;
+    client_forms(client ? client : "", &c);
+    if (cfg && !patterns_allow(&cfg->access, &c))
         return false;
-    if (rule && !patterns_allow(&rule->access, client))
+    if (rule && !patterns_allow(&rule->access, &c))
         return false;
     return true;
 }

@@ -38,6 +38,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 struct pf_patterns {
     char **allow, **deny;   /* NULL-free arrays of nallow / ndeny strings */
@@ -51,6 +52,8 @@ struct pf_rule {
     double timeout;                    /* [timeout=SEC] idle timeout, 0 = none */
     struct pf_patterns access;         /* this rule's allow / deny lines */
     int line;                          /* where it was written */
+    struct sockaddr_storage bind_addr; /* when bind_host is an address literal, it and the
+                                          port; ss_family AF_UNSPEC for a host name */
 };
 
 struct pf_config {
@@ -73,6 +76,24 @@ struct pf_config {
 int pf_config_parse(const char *text, size_t len, const char *name, struct pf_config *out,
                     char *err, size_t errlen);
 
+/* Append one forwarding rule made of four separate values (portfwd's -l,
+ * -p, -r and -P), each checked whole as the file's words are: a blank, a
+ * '#' or a '[' in a value is an error, never a second word, a comment or
+ * options.  0, or -EINVAL with "what is wrong" (no file:line) in err;
+ * -ENOMEM.  On failure cfg may hold part of the rule: free it anyway. */
+int pf_config_add_rule(struct pf_config *cfg, const char *bind_host, const char *bind_port,
+                       const char *connect_host, const char *connect_port, char *err,
+                       size_t errlen);
+
+/* Whether two listening addresses (IPv4 or IPv6, with their ports)
+ * cannot both be bound: the same port, and the same address, or one of
+ * them the wildcard of the other's family, or one of them "::" (which
+ * takes IPv4 too).  Port 0 (the kernel picks one) never overlaps.  The
+ * parser rejects a rule whose literal address overlaps an earlier rule's
+ * ("NAME:LINE: A port P overlaps line N's B port Q ..."); host names are
+ * the caller's to check once resolved. */
+bool pf_binds_overlap(const struct sockaddr *a, const struct sockaddr *b);
+
 /* Read the file at path and parse it; a file that cannot be read gives
  * -errno and "PATH: strerror" in err. */
 int pf_config_load(const char *path, struct pf_config *out, char *err, size_t errlen);
@@ -82,7 +103,16 @@ void pf_config_free(struct pf_config *cfg);
 /* rinetd's access rules for a client address (its text form, e.g.
  * "127.0.0.1" or "::1"), global first, then the rule's: where a list of
  * allow patterns exists the address must match one of them, and it must
- * match no deny pattern.  rule may be NULL (global patterns only). */
+ * match no deny pattern.  rule may be NULL (global patterns only).
+ *
+ * An IPv4 address is matched as rinetd does, pattern against its dotted
+ * text.  An IPv4-mapped IPv6 address ("::ffff:127.0.0.1", how a "::"
+ * listener sees an IPv4 client) is that IPv4 address.  An IPv6 address
+ * matches a wildcard pattern when any of its spellings does: the short
+ * one ("fe80::1"), eight groups ("fe80:0:0:0:0:0:0:1") or eight padded
+ * groups ("fe80:0000:0000:0000:0000:0000:0000:0001").  A pattern without
+ * '*' or '?' that is an address is compared as an address, so
+ * "0:0:0:0:0:0:0:1" is "::1" and "::ffff:10.0.0.1" is 10.0.0.1. */
 bool pf_allowed(const struct pf_config *cfg, const struct pf_rule *rule, const char *client);
 
 /* rinetd's pattern match: '*' any run of characters, '?' one, otherwise

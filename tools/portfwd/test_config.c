@@ -142,8 +142,15 @@ T(debian_example, "a file laid out like a packaged /etc/rinetd.conf parses uncha
     pf_config_free(&cfg);
 }
 
-T(debian_example_uncommented, "the example's TCP rules and patterns, uncommented")
+T(debian_example_uncommented, "the example's TCP rules and patterns, uncommented (its two "
+                               "rules on 0.0.0.0 port 80 are an error: issue 8 item 6)")
 {
+    parse_err("allow 192.168.2.*\n"
+              "0.0.0.0     80        192.168.1.2     80\n"
+              "::1         80        192.168.1.2     80\n"
+              "0.0.0.0     80        fe80::1         80\n",
+              "t.conf:4: 0.0.0.0 port 80 overlaps line 2's 0.0.0.0 port 80 (one rule per "
+              "address)");
     struct pf_config cfg;
     parse_ok("allow 192.168.2.*\n"
              "deny 192.168.2.1?\n"
@@ -151,7 +158,7 @@ T(debian_example_uncommented, "the example's TCP rules and patterns, uncommented
              "deny 2001:618:*:e43f\n"
              "0.0.0.0     80        192.168.1.2     80\n"
              "::1         80        192.168.1.2     80\n"
-             "0.0.0.0     80        fe80::1         80\n"
+             "0.0.0.0     81        fe80::1         80\n"
              "127.0.0.1   4000      127.0.0.1       3000\n"
              "127.0.0.1   4001      127.0.0.1       22           [timeout=1200]\n"
              "logfile /var/log/rinetd.log\n"
@@ -160,7 +167,7 @@ T(debian_example_uncommented, "the example's TCP rules and patterns, uncommented
     cr_assert_eq(cfg.nrules, 5);
     assert_rule(&cfg.rules[0], "0.0.0.0", "80", "192.168.1.2", "80");
     assert_rule(&cfg.rules[1], "::1", "80", "192.168.1.2", "80");
-    assert_rule(&cfg.rules[2], "0.0.0.0", "80", "fe80::1", "80");
+    assert_rule(&cfg.rules[2], "0.0.0.0", "81", "fe80::1", "80");
     assert_rule(&cfg.rules[3], "127.0.0.1", "4000", "127.0.0.1", "3000");
     assert_rule(&cfg.rules[4], "127.0.0.1", "4001", "127.0.0.1", "22");
     cr_assert_eq(cfg.rules[4].timeout, 1200.0);
@@ -204,13 +211,13 @@ T(service_names, "service names are kept as written; /tcp is dropped")
 {
     struct pf_config cfg;
     parse_ok("0.0.0.0 http 10.0.0.1 ssh\n"
-             "0.0.0.0 80/tcp 10.0.0.1 8080/tcp\n"
+             "::1 80/tcp 10.0.0.1 8080/tcp\n"
              "0.0.0.0 https/tcp 10.0.0.1 1\n"
              "0.0.0.0 65535 10.0.0.1 0080\n",
              &cfg);
     cr_assert_eq(cfg.nrules, 4);
     assert_rule(&cfg.rules[0], "0.0.0.0", "http", "10.0.0.1", "ssh");
-    assert_rule(&cfg.rules[1], "0.0.0.0", "80", "10.0.0.1", "8080");
+    assert_rule(&cfg.rules[1], "::1", "80", "10.0.0.1", "8080");
     assert_rule(&cfg.rules[2], "0.0.0.0", "https", "10.0.0.1", "1");
     assert_rule(&cfg.rules[3], "0.0.0.0", "65535", "10.0.0.1", "0080");
     pf_config_free(&cfg);
@@ -894,4 +901,228 @@ T(allowed_deny_only, "deny lists alone refuse their matches and let the rest thr
     cr_assert(pf_allowed(&cfg, NULL, "127.0.0.1"));
     cr_assert(pf_allowed(&cfg, r0, "::1"));
     pf_config_free(&cfg);
+}
+
+/* ---- issue 8 item 5: a "::" listener sees IPv4 clients as ::ffff:a.b.c.d,
+ * and IPv6 has more than one spelling.  Every form of pattern, against an
+ * IPv4 client (as an IPv4 listener sees it), the same client as a
+ * dual-stack listener sees it, and IPv6 clients. */
+
+/* pf_allowed for one global line "KIND PATTERN" (+ a rule). */
+static bool allowed_by(const char *line, const char *client)
+{
+    char text[256];
+    snprintf(text, sizeof text, "%s\n0.0.0.0 80 1.2.3.4 80\n", line);
+    struct pf_config cfg;
+    parse_ok(text, &cfg);
+    bool global = pf_allowed(&cfg, NULL, client);
+    /* The same line under the rule says the same. */
+    snprintf(text, sizeof text, "0.0.0.0 80 1.2.3.4 80\n%s\n", line);
+    struct pf_config cfg2;
+    parse_ok(text, &cfg2);
+    cr_assert_eq(pf_allowed(&cfg2, &cfg2.rules[0], client), global, "'%s' for %s: rule vs global",
+                 line, client);
+    pf_config_free(&cfg);
+    pf_config_free(&cfg2);
+    return global;
+}
+
+#define ALLOWED(line, client) cr_assert(allowed_by(line, client), "'%s' refuses %s", line, client)
+#define REFUSED(line, client) cr_assert(!allowed_by(line, client), "'%s' lets %s in", line, client)
+
+T(access_v4_mapped_deny, "deny stops an IPv4 client however a listener spells it (exact, *, ?)")
+{
+    static const char *const spellings[] = {"127.0.0.1", "::ffff:127.0.0.1", "::FFFF:127.0.0.1",
+                                            "::ffff:7f00:1", "0:0:0:0:0:ffff:7f00:1"};
+    for (size_t i = 0; i < sizeof spellings / sizeof *spellings; i++) {
+        const char *c = spellings[i];
+        REFUSED("deny 127.0.0.1", c);
+        REFUSED("deny 127.*", c);
+        REFUSED("deny 127.0.0.?", c);
+        REFUSED("deny *", c);
+        REFUSED("deny ::ffff:127.0.0.1", c); /* an address: compared as one */
+        REFUSED("deny ::ffff:7f00:1", c);
+        ALLOWED("deny 127.0.0.2", c);
+        ALLOWED("deny 10.*", c);
+        ALLOWED("deny ::1", c);
+        ALLOWED("deny *:*", c); /* IPv4 keeps its dotted text: no ':' in it */
+    }
+}
+
+T(access_v4_mapped_allow, "allow lets an IPv4 client in however a listener spells it")
+{
+    static const char *const spellings[] = {"127.0.0.1", "::ffff:127.0.0.1"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *c = spellings[i];
+        ALLOWED("allow 127.0.0.1", c);
+        ALLOWED("allow 127.*", c);
+        ALLOWED("allow 12?.0.0.1", c);
+        ALLOWED("allow ::ffff:127.0.0.1", c);
+        REFUSED("allow 127.0.0.2", c);
+        REFUSED("allow 10.*", c);
+        REFUSED("allow ::1", c);
+        REFUSED("allow ::*", c);
+    }
+}
+
+T(access_v6_as_addresses, "an IPv6 pattern without wildcards is compared as an address")
+{
+    static const char *const loopback[] = {"::1", "0:0:0:0:0:0:0:1",
+                                           "0000:0000:0000:0000:0000:0000:0000:0001", "::0:1",
+                                           "0::1"};
+    for (size_t i = 0; i < sizeof loopback / sizeof *loopback; i++) {
+        char line[128];
+        snprintf(line, sizeof line, "deny %s", loopback[i]);
+        REFUSED(line, "::1");
+        REFUSED(line, "0:0:0:0:0:0:0:1");
+        ALLOWED(line, "::2");
+        ALLOWED(line, "127.0.0.1");
+        ALLOWED(line, "::ffff:127.0.0.1");
+        snprintf(line, sizeof line, "allow %s", loopback[i]);
+        ALLOWED(line, "::1");
+        REFUSED(line, "::2");
+        REFUSED(line, "127.0.0.1");
+    }
+    REFUSED("deny FE80::1", "fe80::1");
+    REFUSED("deny fe80:0:0:0:0:0:0:1", "fe80::1");
+    REFUSED("deny 2001:db8::1", "2001:0DB8:0000::0001");
+    ALLOWED("deny 2001:db8::1", "2001:db8::1:0");
+    ALLOWED("deny ::", "::1"); /* "::" is an address, not a wildcard */
+    REFUSED("deny ::", "::");
+    REFUSED("deny fe80::1", "fe80::1%lo"); /* a zone does not change the address */
+}
+
+T(access_v6_wildcards, "an IPv6 wildcard matches the short, full or padded spelling")
+{
+    REFUSED("deny ::*", "::1");
+    REFUSED("deny fe80:*", "fe80::1");
+    REFUSED("deny fe80::*", "fe80::abcd");
+    REFUSED("deny fe80:0:*", "fe80::1");     /* full spelling */
+    REFUSED("deny fe80:0000:*", "fe80::1");  /* padded spelling */
+    REFUSED("deny *:0001", "fe80::1");
+    REFUSED("deny 0:0:0:0:0:0:0:?", "::1");
+    REFUSED("deny 2001:db8:*", "2001:DB8::5");
+    REFUSED("deny 2001:618:*:e43f", "2001:618:1::e43f");
+    REFUSED("deny *:*", "::1");
+    ALLOWED("deny fe80:*", "fe81::1");
+    ALLOWED("deny 2001:db8:*", "2001:db9::1");
+    ALLOWED("deny ::ffff:*", "::ffff:127.0.0.1"); /* that is 127.0.0.1, dotted */
+    ALLOWED("deny ::*", "127.0.0.1");
+    ALLOWED("allow ::*", "::1");
+    REFUSED("allow ::*", "10.0.0.1");
+    REFUSED("allow fe80:*", "::1");
+    ALLOWED("allow 0:0:0:0:0:0:0:*", "::1");
+    ALLOWED("allow 0000:*:0001", "::1");
+}
+
+T(access_global_and_rule_dual_stack, "global and rule lists together on a dual-stack client")
+{
+    struct pf_config cfg;
+    parse_ok("allow 127.*\n"
+             "allow ::1\n"
+             ":: 80 1.2.3.4 80\n"
+             "deny 127.0.0.2\n"
+             "deny 0:0:0:0:0:0:0:1\n",
+             &cfg);
+    const struct pf_rule *r = &cfg.rules[0];
+    cr_assert(pf_allowed(&cfg, r, "::ffff:127.0.0.1"));
+    cr_assert(!pf_allowed(&cfg, r, "::ffff:127.0.0.2"));
+    cr_assert(!pf_allowed(&cfg, r, "::1"));
+    cr_assert(pf_allowed(&cfg, NULL, "::1"));
+    cr_assert(!pf_allowed(&cfg, NULL, "::ffff:10.0.0.1"));
+    cr_assert(!pf_allowed(&cfg, NULL, "::2"));
+    cr_assert(!pf_allowed(&cfg, NULL, "not an address"));
+    cr_assert(!pf_allowed(&cfg, NULL, ""));
+    pf_config_free(&cfg);
+}
+
+/* ---- issue 8 item 6: two rules on one address, whichever way written. */
+
+T(duplicate_binds, "a second rule on an address already bound fails, naming both lines")
+{
+    parse_err("127.0.0.1 8080 10.0.0.1 80\n"
+              "# another\n"
+              "127.0.0.1 8080 10.0.0.2 80\n",
+              "t.conf:3: 127.0.0.1 port 8080 overlaps line 1's 127.0.0.1 port 8080 (one rule "
+              "per address)");
+    parse_err("0.0.0.0 http 10.0.0.1 80\n0.0.0.0 80/tcp 10.0.0.2 80\n",
+              "t.conf:2: 0.0.0.0 port 80 overlaps line 1's 0.0.0.0 port http (one rule per "
+              "address)");
+    parse_err("[::1] 8080 10.0.0.1 80\n0:0:0:0:0:0:0:1 8080 10.0.0.2 80\n",
+              "t.conf:2: 0:0:0:0:0:0:0:1 port 8080 overlaps line 1's ::1 port 8080 (one rule "
+              "per address)");
+    parse_err("127.0.0.1 8080 10.0.0.1 80\n0.0.0.0 8080 10.0.0.2 80\n",
+              "t.conf:2: 0.0.0.0 port 8080 overlaps line 1's 127.0.0.1 port 8080 (one rule "
+              "per address)");
+    parse_err("0.0.0.0 8080 10.0.0.1 80\n10.1.2.3 8080 10.0.0.2 80\n",
+              "t.conf:2: 10.1.2.3 port 8080 overlaps line 1's 0.0.0.0 port 8080 (one rule "
+              "per address)");
+    parse_err("10.1.2.3 8080 10.0.0.1 80\n:: 8080 10.0.0.2 80\n",
+              "t.conf:2: :: port 8080 overlaps line 1's 10.1.2.3 port 8080 (one rule per "
+              "address)");
+    parse_err(":: 8080 10.0.0.1 80\n::1 8080 10.0.0.2 80\n",
+              "t.conf:2: ::1 port 8080 overlaps line 1's :: port 8080 (one rule per address)");
+    parse_err("127.0.0.1 8080 10.0.0.1 80\n::ffff:127.0.0.1 8080 10.0.0.2 80\n",
+              "t.conf:2: ::ffff:127.0.0.1 port 8080 overlaps line 1's 127.0.0.1 port 8080 (one "
+              "rule per address)");
+}
+
+T(distinct_binds, "different ports, addresses or families, and port 0, are no duplicates")
+{
+    struct pf_config cfg;
+    parse_ok("127.0.0.1 8080 10.0.0.1 80\n"
+             "127.0.0.1 8081 10.0.0.1 80\n"
+             "127.0.0.2 8080 10.0.0.1 80\n"
+             "::1 8080 10.0.0.1 80\n"
+             "0.0.0.0 9000 10.0.0.1 80\n"
+             "::1 9000 10.0.0.1 80\n"
+             "127.0.0.1 0 10.0.0.1 80\n"
+             "127.0.0.1 0 10.0.0.1 81\n"
+             "localhost 8080 10.0.0.1 80\n", /* a name: the caller checks it once resolved */
+             &cfg);
+    cr_assert_eq(cfg.nrules, 9);
+    cr_assert_eq(cfg.rules[8].bind_addr.ss_family, AF_UNSPEC);
+    cr_assert_eq(cfg.rules[0].bind_addr.ss_family, AF_INET);
+    cr_assert_eq(cfg.rules[3].bind_addr.ss_family, AF_INET6);
+    pf_config_free(&cfg);
+}
+
+/* ---- issue 8 item 10: -l, -p, -r and -P are values, not config text. */
+
+T(add_rule_whole_values, "pf_config_add_rule checks each value whole")
+{
+    struct pf_config cfg = {0};
+    char msg[256];
+    cr_assert_eq(pf_config_add_rule(&cfg, "127.0.0.1", "0", "::1", "http", msg, sizeof msg), 0);
+    cr_assert_eq(cfg.nrules, 1);
+    assert_rule(&cfg.rules[0], "127.0.0.1", "0", "::1", "http");
+    pf_config_free(&cfg);
+    static const char *const bad[][5] = {
+        {"127.0.0.1", "8080", "127.0.0.1 80 #", "9", "bad connect address '127.0.0.1 80 #'"},
+        {"127.0.0.1", "8080", "127.0.0.1", "80 #", "bad connect port '80 #'"},
+        {"127.0.0.1", "8080", "127.0.0.1", "80[timeout=1]", "bad connect port '80[timeout=1]'"},
+        {"127.0.0.1", "8080 10.0.0.1 80", "127.0.0.1", "9", "bad bind port '8080 10.0.0.1 80'"},
+        {"127.0.0.1 #", "8080", "127.0.0.1", "9", "bad bind address '127.0.0.1 #'"},
+        {"", "8080", "127.0.0.1", "9", "bad bind address ''"},
+        {"127.0.0.1", "8080", "\"x\"", "9", "bad connect address '\"x\"'"},
+        {"127.0.0.1", "", "127.0.0.1", "9", "bad bind port ''"},
+        {"127.0.0.1", "1", "127.0.0.1", "0", "connect port '0' is out of range (1-65535)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct pf_config c = {0};
+        int rc = pf_config_add_rule(&c, bad[i][0], bad[i][1], bad[i][2], bad[i][3], msg,
+                                    sizeof msg);
+        cr_assert_eq(rc, -EINVAL, "case %zu: rc %d", i, rc);
+        cr_assert_str_eq(msg, bad[i][4]);
+        pf_config_free(&c);
+    }
+    char *huge = malloc(5000);
+    memset(huge, 'a', 4999);
+    huge[4999] = '\0';
+    struct pf_config c = {0};
+    cr_assert_eq(pf_config_add_rule(&c, "127.0.0.1", huge, "127.0.0.1", "9", msg, sizeof msg),
+                 -EINVAL);
+    cr_assert(strstr(msg, "is too long"), "%s", msg);
+    pf_config_free(&c);
+    free(huge);
 }
