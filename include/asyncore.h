@@ -435,8 +435,8 @@ AC_EXTERN int ac_buffered_set_watermarks(ac_dispatcher *d, size_t low, size_t hi
 
 /* Close once everything queued has gone (asynchat's close_when_done, C15,
  * given to the buffered sender too, W12): when the buffer drains,
- * handle_close runs.  If it is empty now, that happens at the next write
- * event.  Nothing sent afterwards is accepted (-EPIPE). */
+ * handle_close runs, once.  If it is empty now, that happens at the next
+ * write event.  Nothing sent afterwards is accepted (-EPIPE). */
 AC_EXTERN int ac_close_when_done(ac_dispatcher *d);
 
 /* ------------------------------------------------------------- files */

@@ -348,10 +348,10 @@ static void resume_reading(ac_dispatcher *d, struct chat *c)
         ac_set_reading(d, true);
 }
 
-/* After the queue changed: interest (X7), then backpressure. */
+/* After the bytes pending changed: backpressure.  (Interest follows the
+ * queue itself: enqueue, pop and discard refresh it.) */
 static int changed(ac_dispatcher *d, struct chat *c)
 {
-    ac__touch(d);
     if (!c->high)
         return 0;
     if (!c->above_high && c->pending > c->high) {
@@ -367,7 +367,11 @@ static int changed(ac_dispatcher *d, struct chat *c)
     return 0;
 }
 
-static void enqueue(struct chat *c, struct node *n)
+/* Every change to the queue goes through enqueue, pop or free_queue
+ * followed by ac__touch: C18 makes an empty queue "not writable", and a
+ * channel left write-interested with nothing to send gets an empty write
+ * event every iteration, which spins the loop (X7; issue 8 item 1). */
+static void enqueue(ac_dispatcher *d, struct chat *c, struct node *n)
 {
     n->next = NULL;
     if (c->tail)
@@ -377,6 +381,7 @@ static void enqueue(struct chat *c, struct node *n)
     c->tail = n;
     if (n->kind == NODE_BYTES)
         c->pending += n->len;
+    ac__touch(d);
 }
 
 static struct node *bytes_node(const char *p, size_t len)
@@ -390,7 +395,7 @@ static struct node *bytes_node(const char *p, size_t len)
     return n;
 }
 
-static void pop(struct chat *c)
+static void pop(ac_dispatcher *d, struct chat *c)
 {
     struct node *n = c->head;
     c->head = n->next;
@@ -398,6 +403,7 @@ static void pop(struct chat *c)
         c->tail = NULL;
     ac_producer_free(n->producer);
     free(n);
+    ac__touch(d);
 }
 
 /* The head's run of byte entries (the head is one), up to out_size bytes,
@@ -423,7 +429,7 @@ static int send_run(ac_dispatcher *d, struct chat *c)
     size_t left = (size_t)sent;
     while (c->head && c->head->kind == NODE_BYTES && left >= c->head->len) {
         left -= c->head->len;
-        pop(c);
+        pop(d, c);
     }
     if (left) { /* the rest of a partly sent entry stays at the head */
         c->head->ptr += left;
@@ -439,7 +445,7 @@ int ac__chat_initiate_send(ac_dispatcher *d)
     while (c->head && d->connected) {
         struct node *h = c->head;
         if (h->kind == NODE_CLOSE) {
-            pop(c);
+            pop(d, c);
             return AC__FN(d, handle_close)(d);
         }
         if (h->kind == NODE_PRODUCER) {
@@ -448,7 +454,7 @@ int ac__chat_initiate_send(ac_dispatcher *d)
             if (n < 0)
                 return AC__RAISE(d, (int)n, "more");
             if (n == 0) {
-                pop(c);
+                pop(d, c); /* C16.4: finished, even if the queue is now empty */
                 continue;
             }
             struct node *piece = malloc(sizeof(*piece));
@@ -462,7 +468,7 @@ int ac__chat_initiate_send(ac_dispatcher *d)
         if (c->coalesce)
             return send_run(d, c);
         if (h->len == 0) {
-            pop(c); /* C16.2 */
+            pop(d, c); /* C16.2 */
             return changed(d, c);
         }
         size_t chunk = h->len < c->out_size ? h->len : c->out_size;
@@ -476,7 +482,7 @@ int ac__chat_initiate_send(ac_dispatcher *d)
             h->ptr += sent;
             h->len -= (size_t)sent;
         } else {
-            pop(c);
+            pop(d, c);
         }
         return changed(d, c);
     }
@@ -495,7 +501,7 @@ int ac_chat_push(ac_dispatcher *d, const void *data, size_t len)
         struct node *node = bytes_node(p + off, n);
         if (!node)
             return -ENOMEM;
-        enqueue(c, node);
+        enqueue(d, c, node);
         off += n;
     } while (off < len);
     int rc = changed(d, c);
@@ -511,8 +517,7 @@ int ac_chat_push_with_producer(ac_dispatcher *d, ac_producer *p)
         return c && p ? -ENOMEM : -EINVAL;
     }
     *n = (struct node){.kind = NODE_PRODUCER, .producer = p};
-    enqueue(c, n); /* C14: one entry, unsplit */
-    ac__touch(d);
+    enqueue(d, c, n); /* C14: one entry, unsplit */
     return c->in_read ? 0 : ac_initiate_send(d);
 }
 
@@ -523,8 +528,7 @@ int ac__chat_close_when_done(ac_dispatcher *d)
     if (!n)
         return -ENOMEM;
     *n = (struct node){.kind = NODE_CLOSE};
-    enqueue(c, n); /* C15: no initiate_send here */
-    ac__touch(d);
+    enqueue(d, c, n); /* C15: no initiate_send here */
     return 0;
 }
 
@@ -538,6 +542,7 @@ void ac_chat_discard_buffers(ac_dispatcher *d)
     c->inc_len = 0;
     c->record_len = 0;
     free_queue(c);
+    ac__touch(d);
     changed(d, c);
 }
 

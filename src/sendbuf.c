@@ -25,6 +25,7 @@ struct sendbuf {
     size_t low, high;
     bool above_high;
     bool close_when_done;
+    bool close_called;  /* close_when_done's handle_close has run */
 };
 
 static struct sendbuf *sb(const ac_dispatcher *d)
@@ -33,11 +34,13 @@ static struct sendbuf *sb(const ac_dispatcher *d)
 }
 
 /* S18: writable while not connected, or with something to send (or a
- * close waiting for the buffer to drain). */
+ * close waiting for the buffer to drain).  Once that close has run, a
+ * handle_close that kept the channel open must not be asked again at every
+ * write event (issue 8 item 1). */
 static bool buffered_writable(ac_dispatcher *d)
 {
     struct sendbuf *b = d->ext;
-    return !d->connected || b->pending > 0 || b->close_when_done;
+    return !d->connected || b->pending > 0 || (b->close_when_done && !b->close_called);
 }
 
 static int buffered_handle_write(ac_dispatcher *d)
@@ -162,8 +165,11 @@ int ac_initiate_send(ac_dispatcher *d)
         return 0;
     consume(b, (size_t)sent);
     int rc = changed(d, b);
-    if (rc == 0 && b->close_when_done && b->pending == 0)
+    if (rc == 0 && b->close_when_done && !b->close_called && b->pending == 0) {
+        b->close_called = true;
+        ac__touch(d);
         rc = AC__FN(d, handle_close)(d);
+    }
     return rc;
 }
 
