@@ -96,7 +96,12 @@ typedef struct ac_relay_config {
 
 /* Join fd_a and fd_b (connected stream sockets; with cfg->b_connecting,
  * fd_b may still be connecting: reading side a waits until it has, and a
- * failure ends the relay with AC_RELAY_CONNECT_FAILED).  Both descriptors
+ * failure ends the relay with AC_RELAY_CONNECT_FAILED and a plain close of
+ * side a).  A connection the remote accepted is established even when it
+ * failed before the map saw the connect complete (say the remote sent a
+ * few bytes and reset at once): those bytes reach side a, then the reset,
+ * and the end is AC_RELAY_RESET (or AC_RELAY_ERROR), as it would be for
+ * any established connection.  Both descriptors
  * are made non-blocking and belong to the relay from now on.  done (may be
  * NULL) runs once when it ends.  Stores the relay in *out (out may be
  * NULL).  Returns 0, -EINVAL (bad descriptor or option), -ENOMEM; on

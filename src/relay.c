@@ -319,6 +319,19 @@ static ssize_t recv_in(ac_relay *r, int i)
     }
 }
 
+/* Read once from side i, through the pipe or the ring.  Returns bytes, 0
+ * at EOF, or -errno (-EAGAIN: nothing now, or the pipe must drain first). */
+static ssize_t read_once(ac_relay *r, int i)
+{
+    struct dir *dr = &r->dir[i];
+    ssize_t n = -EINVAL;
+    if (r->splice_ok && !dr->no_splice && dr->len == 0)
+        n = splice_in(r, i);
+    if (n == -EINVAL) /* splice not used or refused: the ring */
+        n = dr->inpipe == 0 ? recv_in(r, i) : -EAGAIN;
+    return n;
+}
+
 /* Write what direction i holds to side !i, as much as the socket takes.
  * Returns 0 (all written or the socket is full) or -errno. */
 static int flush_out(ac_relay *r, int i)
@@ -399,11 +412,7 @@ static void pump(ac_relay *r, int i)
 {
     struct dir *dr = &r->dir[i];
     if (!dr->eof && !dr->pipe_full && held(dr) < r->cap && !r->connecting) {
-        ssize_t n = -EINVAL;
-        if (r->splice_ok && !dr->no_splice && dr->len == 0)
-            n = splice_in(r, i);
-        if (n == -EINVAL) /* splice not used or refused: the ring */
-            n = dr->inpipe == 0 ? recv_in(r, i) : -EAGAIN;
+        ssize_t n = read_once(r, i);
         if (n > 0) {
             dr->moved = true;
             touch(r);
@@ -420,6 +429,44 @@ static void pump(ac_relay *r, int i)
 }
 
 /* ---------------------------------------------------------- handlers */
+
+/* b's connect was reported failed with err: was it established first?  A
+ * connect the remote refused fails with ECONNREFUSED (a reset answering
+ * the SYN), one it never answered with ETIMEDOUT or an ICMP errno; the
+ * kernel says ECONNRESET or EPIPE only for a connection that was up.
+ * Bytes waiting to be read also prove it.  That case reaches us when the
+ * remote accepted, sent and reset before the map first looked at b: D8
+ * then reads the reset as the connect's SO_ERROR (and clears it). */
+static bool was_established(const ac_relay *r, int err)
+{
+    if (err == ECONNRESET || err == EPIPE)
+        return true;
+    char c;
+    return recv(ac_fd(r->d[AC_RELAY_B]), &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
+/* End an established b as its ordinary reset path does: what b sent before
+ * the error is read once and written to a (as far as a's socket takes it),
+ * then a is reset.  Only the error ends the relay, so b's end of stream
+ * (the error was cleared by D8) is not passed on as a half-close. */
+static void fail_established(ac_relay *r, int err)
+{
+    r->connecting = false;
+    (void)read_once(r, AC_RELAY_B);
+    (void)flush_out(r, AC_RELAY_BA); /* a failure here changes nothing: a is reset next */
+    ac_relay_end how = is_reset(err) ? AC_RELAY_RESET : AC_RELAY_ERROR;
+    finish(r, how, AC_RELAY_B, err, true, false);
+}
+
+/* Side s failed with err (handle_close or handle_error): b's connect
+ * failing may be an established connection's error. */
+static void side_failed(ac_relay *r, int s, int err)
+{
+    if (r->connecting && s == AC_RELAY_B && was_established(r, err))
+        fail_established(r, err);
+    else
+        fail(r, s, err);
+}
 
 static int side_read(ac_dispatcher *d)
 {
@@ -476,7 +523,7 @@ static int side_close(ac_dispatcher *d)
         err = e && e->err ? e->err : ECONNREFUSED;
     }
     if (err != 0) {
-        fail(r, s, err < 0 ? -err : err);
+        side_failed(r, s, err < 0 ? -err : err);
         return 0;
     }
     pump(r, s);
@@ -490,7 +537,7 @@ static int side_error(ac_dispatcher *d, const ac_error *e)
 {
     ac_relay *r = ac_user(d);
     if (r && !r->ended)
-        fail(r, side_of(r, d), e && e->err ? e->err : EIO);
+        side_failed(r, side_of(r, d), e && e->err ? e->err : EIO);
     return 0;
 }
 
