@@ -9,6 +9,7 @@
 
 const char *tool_name = "tool";
 int tool_verbosity = TOOL_INFO;
+long tool_library_reports;
 
 void tool_start(const char *name, char **argv)
 {
@@ -47,6 +48,7 @@ void tool_library_log(ac_dispatcher *d, const char *type, const char *msg, void 
 {
     (void)d, (void)ctx;
     bool bad = type && (!strcmp(type, "warning") || !strcmp(type, "error"));
+    tool_library_reports += bad;
     tool_log(bad ? TOOL_WARNING : TOOL_DEBUG, "%s", msg);
 }
 

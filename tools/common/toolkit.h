@@ -12,6 +12,7 @@ enum { TOOL_ERROR, TOOL_WARNING, TOOL_INFO, TOOL_DEBUG };
 
 extern const char *tool_name; /* the prefix of every log line */
 extern int tool_verbosity;    /* lines above this level are dropped (default TOOL_INFO) */
+extern long tool_library_reports; /* warnings and errors tool_library_log has passed on */
 
 /* Name the program: tool_name, and argv[0] too, so that getopt's own
  * messages start with the short name and not with the path it was run by. */
