@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# portfwd's options: --help and --version exit 0; bad values, unknown
-# options, extra arguments, missing -p/-r/-P and -c with -p exit 2 with a
-# message; a port in use exits 1.  IPv6 on both sides and mixed ([::1]
+# portfwd's options: --help and --version exit 0 (the version as
+# "portfwd (libasyncore) X.Y.Z"); bad values, unknown options, extra
+# arguments, missing -p/-r/-P and -c with -p exit 2 with one line saying
+# what is wrong and the "Try 'portfwd --help'" hint (issue 8 item 19);
+# -l/-p/-r/-P values are taken whole, never as config text (item 10); a
+# port in use and a bad AC_POLLER exit 1 with one error and no stats.  IPv6 on both sides and mixed ([::1]
 # form too, skipped without ::1).  --threads 2: 2 threads, 300 connections
 # at once all served, the stats add up.  --source: the remote sees that
 # address.  --idle-timeout closes an idle connection.  --keepalive: both
@@ -11,17 +14,27 @@ source "$(dirname "$0")/portfwd_common.bash"
 
 expect_status 0 "$PF" --help
 grep -q -- '--connect-timeout' "$TMP/cmd.out" || fail "--help does not list --connect-timeout"
+[ ! -s "$TMP/cmd.err" ] || fail "--help wrote to stderr: $(cat "$TMP/cmd.err")"
 expect_status 0 "$PF" -h
-expect_status 0 "$PF" --version
-grep -Eq '^portfwd [0-9]+\.[0-9]+' "$TMP/cmd.out" || fail "--version: $(cat "$TMP/cmd.out")"
-expect_status 0 "$PF" -V
-ok "--help, -h, --version, -V: exit 0"
+for v in --version -V; do
+    expect_status 0 "$PF" $v
+    [ "$(wc -l <"$TMP/cmd.out")" -eq 1 ] && grep -Eq '^portfwd \(libasyncore\) [0-9]+\.[0-9]+\.[0-9]+$' "$TMP/cmd.out" ||
+        fail "$v: '$(cat "$TMP/cmd.out")', want 'portfwd (libasyncore) X.Y.Z'"
+    [ ! -s "$TMP/cmd.err" ] || fail "$v wrote to stderr: $(cat "$TMP/cmd.err")"
+done
+ok "--help, -h, --version, -V: exit 0; the version is 'portfwd (libasyncore) X.Y.Z'"
 
+# A wrong option: exit 2, exactly two lines on stderr (what is wrong, then
+# the hint), nothing on stdout.
 bad_value() { # MESSAGE-REGEX ARGS...
     local msg=$1
     shift
     expect_status 2 "$PF" "$@"
-    grep -Eq -- "$msg" "$TMP/cmd.err" || fail "'$*': message '$(cat "$TMP/cmd.err")', want /$msg/"
+    [ "$(wc -l <"$TMP/cmd.err")" -eq 2 ] || fail "'$*': $(wc -l <"$TMP/cmd.err") lines on stderr, want 2: $(cat "$TMP/cmd.err")"
+    head -n1 "$TMP/cmd.err" | grep -Eq -- "^portfwd: .*$msg" || fail "'$*': message '$(cat "$TMP/cmd.err")', want /$msg/"
+    [ "$(tail -n1 "$TMP/cmd.err")" = "Try 'portfwd --help' for more information." ] ||
+        fail "'$*': no hint: $(cat "$TMP/cmd.err")"
+    [ ! -s "$TMP/cmd.out" ] || fail "'$*' wrote to stdout: $(head -c 200 "$TMP/cmd.out")"
 }
 R=(-p 0 -r 127.0.0.1 -P 9)
 bad_value 'invalid value for --threads' --threads 0 "${R[@]}"
@@ -34,19 +47,44 @@ bad_value 'invalid value for --idle-timeout' --idle-timeout 1s "${R[@]}"
 bad_value 'invalid value for --drain-timeout' --drain-timeout nan "${R[@]}"
 bad_value 'invalid value for --max-conns' --max-conns 0 "${R[@]}"
 bad_value 'invalid value for --backlog' -b 0 "${R[@]}"
-bad_value 'unrecognized option' --bogus "${R[@]}"
-bad_value 'requires an argument' "${R[@]}" --threads
+bad_value "unrecognized option '--bogus'" --bogus "${R[@]}"
+bad_value "invalid option -- 'Z'" -Z "${R[@]}"
+bad_value "option '--threads' requires an argument" "${R[@]}" --threads
 bad_value "unexpected argument 'extra'" "${R[@]}" extra
 bad_value 'do not go together' -c /dev/null -p 1
 bad_value 'do not go together' -c /dev/null -r 127.0.0.1 -P 9
-ok "bad values, unknown options, extra words, -c with -p/-r/-P: exit 2 with a message"
+ok "bad values, unknown options, extra words, -c with -p/-r/-P: exit 2, one line and the hint"
+
+# -l, -p, -r, -P are values on their own (issue 8 item 10): a '#', a blank
+# or a '[' in one is an error, not a comment, a second word or an option.
+bad_value "bad connect address '127.0.0.1 80 #'" -p 0 -r '127.0.0.1 80 #' -P 9
+bad_value "bad connect port '9 #'" -p 0 -r 127.0.0.1 -P '9 #'
+bad_value "bad connect port '9\[timeout=1\]'" -p 0 -r 127.0.0.1 -P '9[timeout=1]'
+bad_value "bad bind port '0 127.0.0.1 9'" -p '0 127.0.0.1 9' -r 127.0.0.1 -P 9
+bad_value "bad bind address '127.0.0.1 #'" -l '127.0.0.1 #' -p 0 -r 127.0.0.1 -P 9
+bad_value "bad connect address ''" -p 0 -r '' -P 9
+ok "-l/-p/-r/-P values with '#', blanks or '[': exit 2, named whole"
+
+# A bad AC_POLLER names the variable; a startup failure prints one error
+# and no stats block (item 19).
+startup_fails() { # WHAT REGEX ENV... -- ARGS...
+    local what=$1 re=$2
+    shift 2
+    expect_status 1 env "$@"
+    [ "$(wc -l <"$TMP/cmd.err")" -eq 1 ] && grep -Eq -- "^portfwd: error: $re" "$TMP/cmd.err" ||
+        fail "$what: stderr '$(cat "$TMP/cmd.err")', want one line /$re/"
+}
+startup_fails "AC_POLLER=bogus" 'AC_POLLER=bogus: not a poller \(epoll, poll or select\)$' \
+    AC_POLLER=bogus "$PF" -p 0 -r 127.0.0.1 -P 9
+startup_fails "an unreadable file" "$TMP/none.conf: No such file or directory" "$PF" -c "$TMP/none.conf"
+ok "AC_POLLER=bogus, a missing file: exit 1, one error line, no stats"
 
 # A used port: exit 1.
 start_py echo "$TMP/echo_server.py"
 E=$PY_PORT
-expect_status 1 "$PF" -p "$E" -r 127.0.0.1 -P 9
-grep -q 'cannot listen' "$TMP/cmd.err" || fail "port in use: $(cat "$TMP/cmd.err")"
-ok "a port in use: exit 1, 'cannot listen'"
+startup_fails "port in use" "cannot listen on 127.0.0.1 port $E: Address already in use$" \
+    "$PF" -p "$E" -r 127.0.0.1 -P 9
+ok "a port in use: exit 1, one line 'cannot listen', no stats"
 
 # ---- IPv6
 # echo6 HOST PORT BYTES: an echo round trip from the given family.

@@ -2,7 +2,9 @@
 # portfwd's signals and limits.  SIGHUP while a 48 MiB transfer runs: the
 # transfer completes intact, a connection on a removed rule goes on, the
 # removed rule stops listening, the kept one still listens, the new one
-# works; a broken file on SIGHUP keeps the old rules.  SIGUSR1 prints the
+# works; a broken file on SIGHUP keeps the old rules; so does a file
+# that cannot listen, and SIGUSR1 then shows the rules that serve, with
+# counters kept across the reloads (issue 8 item 9).  SIGUSR1 prints the
 # right totals.  --max-conns 2: the third client is closed at once and
 # counted as refused; a free place is taken again.  SIGTERM with a live
 # connection: no new connections, the live one completes, exit 0; with
@@ -63,6 +65,34 @@ step() { # NAME COMMAND: run a step and wait for its "ok"
         sleep 0.05
     done
 }
+# usr1 NAME PID: SIGUSR1, then print the rule lines of the new stats block
+# (written in one piece).
+usr1() {
+    local before after=0
+    before=$(grep -c 'stats (SIGUSR1)' "$TMP/$1.err" || true)
+    kill -USR1 "$2"
+    for _ in $(seq 200); do
+        after=$(grep -c 'stats (SIGUSR1)' "$TMP/$1.err" || true)
+        [ "$after" -gt "$before" ] && break
+        sleep 0.05
+    done
+    [ "$after" -gt "$before" ] || fail "$1: no stats block after SIGUSR1"
+    awk -v n="$after" '/stats \(SIGUSR1\)/ { b++; next } b == n && /^portfwd:   / { print; next } b == n { exit }' "$TMP/$1.err"
+}
+# want_stats NAME PID LINES: the stats block is LINES (asked again for up to
+# 5 s: a connection's end is counted just after its client sees it).
+want_stats() {
+    local got
+    for _ in $(seq 50); do
+        got=$(usr1 "$1" "$2")
+        [ "$got" = "$3" ] && return 0
+        sleep 0.1
+    done
+    fail "$1 stats:
+$got
+want:
+$3"
+}
 refused() { # PORT: nothing listens there
     timeout 5 python3 -c '
 import socket, sys
@@ -116,6 +146,9 @@ for _ in $(seq 100); do
 done
 [ "$(pf_ports fwd | tail -n2 | tr '\n' ' ')" = "$P1 $P3 " ] || fail "after SIGHUP: listening on $(pf_ports fwd)"
 kill -0 "$bulk_pid" 2>/dev/null || fail "the transfer ended before the reload was done"
+# The removed rule's live connection is still counted, and said to be so.
+usr1 fwd "$fwd_pid" | grep -Fxq "portfwd:   127.0.0.1:$P2 -> 127.0.0.1:$E (removed by a reload): active 1, total 1, refused 0, errors 0, bytes in 0, out 0, spliced 0" ||
+    fail "stats after the reload: $(usr1 fwd "$fwd_pid")"
 out=$(echo_clients "$P3" --bytes 65536 --clients 4 2>&1) || fail "the new rule: $out"
 out=$(echo_clients "$P1" --bytes 65536 2>&1) || fail "the kept rule: $out"
 refused "$P2" || fail "the removed rule's port still accepts"
@@ -142,11 +175,17 @@ P4=$(head -n1 "$TMP/busy.out") P5=$(free_port)
 printf '127.0.0.1 %s 127.0.0.1 %s\n127.0.0.1 %s 127.0.0.1 %s\n127.0.0.1 %s 127.0.0.1 %s\n' \
     "$P1" "$E" "$P5" "$E" "$P4" "$E" >"$TMP/pf.conf"
 kill -HUP "$fwd_pid"
-wait_line fwd "reload: cannot listen on 127.0.0.1 port $P4: .*keeps its listeners" 10 >/dev/null
+wait_line fwd "reload: cannot listen on 127.0.0.1 port $P4: Address already in use \(the old configuration stays\)" 10 >/dev/null
 out=$(echo_clients "$P1" --bytes 1000 2>&1) || fail "the kept rule after a failed reload: $out"
 out=$(echo_clients "$P3" --bytes 1000 2>&1) || fail "the old rule after a failed reload: $out"
 refused "$P5" || fail "a failed reload left its new listener on port $P5 open"
 ok "a reload that cannot listen on an address: reported, the old listeners all stay, no new one"
+# What serves is P1 and P3, with every connection they had across the
+# reloads (P1: the 48 MiB one, 64 KiB, 1000 bytes; P3: 4 x 64 KiB, 1000,
+# 1000); P2's connection is over, so its rule is gone; P4, P5 never served.
+want_stats fwd "$fwd_pid" "portfwd:   127.0.0.1:$P1 -> 127.0.0.1:$E: active 0, total 3, refused 0, errors 0, bytes in 50398184, out 50398184, spliced 3
+portfwd:   127.0.0.1:$P3 -> 127.0.0.1:$E: active 0, total 6, refused 0, errors 0, bytes in 264144, out 264144, spliced 6"
+ok "SIGUSR1 after the failed reload: the 2 rules that serve, their counts across 3 reloads"
 stop "$fwd_pid"
 
 # ---- SIGUSR1 and --max-conns 2

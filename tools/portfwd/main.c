@@ -11,9 +11,11 @@
  * Rules live in a ruleset, made from the command line or the config file.
  * SIGHUP makes a new ruleset and hands it to every worker, which keeps the
  * listeners whose address is unchanged (their backlog survives) and
- * replaces the others.  Relays keep pointing at the rule they started
- * under, so old rulesets are kept until exit (a reload is rare and a
- * ruleset small). */
+ * replaces the others.  Listeners and relays keep pointing at the rule they
+ * started under, so a ruleset is counted: it is freed, and its logfile
+ * closed, when no listener, connection or reload uses it any more
+ * (logrotate sends a SIGHUP a day).  A rule's counters are kept by name
+ * (bind -> connect), so they survive reloads that keep the rule. */
 #define _GNU_SOURCE
 #include "config.h"
 #include "toolkit.h"
@@ -41,7 +43,11 @@
 #define ACCEPT_BACKOFF 0.1 /* seconds accept pauses after EMFILE and the like */
 #define MAX_THREADS 64
 
-struct stats { /* per rule, shared by the workers */
+struct stats { /* per rule name, shared by the workers and by every ruleset with that rule */
+    struct stats *next;    /* S.stats */
+    char name[160];        /* "bindhost:port -> connecthost:port" */
+    long rules;            /* rules using it (under S.lock); freed at 0 */
+    const struct ruleset *claim; /* the ruleset being loaded that took it */
     atomic_long active, total, refused, errors;
     atomic_long spliced;   /* connections whose bytes moved with splice(2) */
     atomic_ullong in, out; /* client -> remote, remote -> client */
@@ -54,14 +60,15 @@ struct rule {
     socklen_t bind_len, remote_len, source_len; /* source_len 0: none */
     double idle_timeout;
     char name[160];        /* "bindhost:port -> connecthost:port" */
-    struct stats st;
+    struct stats *st;
 };
 
 struct ruleset {
     struct pf_config cfg;
     struct rule *rules;
     size_t n;
-    struct ruleset *older;
+    atomic_long refs;      /* S.rs, listeners, connections, reloads on their way */
+    struct ruleset *next;  /* S.all */
     int logfd;             /* the config's logfile, -1 if none */
 };
 
@@ -71,6 +78,7 @@ struct worker {
     pthread_t thread;
     ac_timer *backoff, *drain;
     struct listener *listeners;
+    struct conn *waiting;  /* accepted, no descriptor yet for their remote */
     bool stopping;
 };
 
@@ -82,8 +90,10 @@ struct listener {
 };
 
 struct conn { /* what a relay's done callback needs */
-    struct rule *rule;
+    struct rule *rule;     /* holds a reference on rule->rs */
     char client[INET6_ADDRSTRLEN + 8];
+    int fd;                /* the client, while it waits in worker->waiting */
+    struct conn *next;
 };
 
 static struct {
@@ -97,7 +107,11 @@ static struct {
     size_t buffer;
     int threads;
     /* state */
-    struct ruleset *rs; /* the newest; older ones hang off it */
+    struct ruleset *rs;  /* what the listeners serve */
+    pthread_mutex_t lock; /* S.all and S.stats: rulesets die in any worker */
+    struct ruleset *all; /* every ruleset still in use */
+    struct stats *stats;
+    bool serving;        /* the loops ran: the exit prints the stats */
     struct worker workers[MAX_THREADS];
     atomic_long active;  /* relays, all rules, all workers */
     int stop_signals;
@@ -108,13 +122,24 @@ static struct {
     .drain_timeout = 10,
     .max_conns = 10000,
     .threads = 1,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
 /* ------------------------------------------------------------ logging */
 
+/* A client's address as text.  An IPv4 client of a "::" listener comes as
+ * ::ffff:a.b.c.d: it is shown, and matched by allow / deny, as a.b.c.d
+ * (issue 8 item 5). */
 static void sockaddr_text(const struct sockaddr *sa, socklen_t len, char *out, size_t size)
 {
     char host[NI_MAXHOST] = "?";
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+    struct sockaddr_in v4 = {.sin_family = AF_INET};
+    if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+        memcpy(&v4.sin_addr, &v6->sin6_addr.s6_addr[12], 4);
+        sa = (const struct sockaddr *)&v4;
+        len = sizeof v4;
+    }
     getnameinfo(sa, len, host, sizeof host, NULL, 0, NI_NUMERICHOST);
     snprintf(out, size, "%s", host);
 }
@@ -176,30 +201,101 @@ static int resolve(const char *host, const char *port, bool passive, struct sock
     return 0;
 }
 
-static void ruleset_free(struct ruleset *rs)
+/* The counters of the rule called name, shared with the rules of that
+ * name in older rulesets (under S.lock).  Two rules of one ruleset with
+ * the same name (two "port 0" rules) get one each.  NULL: out of memory. */
+static struct stats *stats_get(const char *name, const struct ruleset *rs)
 {
-    while (rs) {
-        struct ruleset *older = rs->older;
-        if (rs->logfd >= 0)
-            close(rs->logfd);
-        free(rs->rules);
-        pf_config_free(&rs->cfg);
-        free(rs);
-        rs = older;
+    struct stats *st = S.stats;
+    while (st && (strcmp(st->name, name) || st->claim == rs))
+        st = st->next;
+    if (!st && (st = calloc(1, sizeof *st))) {
+        snprintf(st->name, sizeof st->name, "%s", name);
+        st->next = S.stats;
+        S.stats = st;
     }
+    if (st) {
+        st->claim = rs;
+        st->rules++;
+    }
+    return st;
 }
 
-/* The command line's one rule, as if it were a config file's line. */
+static void stats_put(struct stats *st) /* under S.lock */
+{
+    if (!st || --st->rules > 0)
+        return;
+    struct stats **pp = &S.stats;
+    while (*pp != st)
+        pp = &(*pp)->next;
+    *pp = st->next;
+    free(st);
+}
+
+static void ruleset_destroy(struct ruleset *rs)
+{
+    pthread_mutex_lock(&S.lock);
+    for (struct ruleset **pp = &S.all; *pp; pp = &(*pp)->next)
+        if (*pp == rs) {
+            *pp = rs->next;
+            break;
+        }
+    for (size_t i = 0; rs->rules && i < rs->cfg.nrules; i++)
+        stats_put(rs->rules[i].st);
+    pthread_mutex_unlock(&S.lock);
+    if (rs->logfd >= 0)
+        close(rs->logfd);
+    free(rs->rules);
+    pf_config_free(&rs->cfg);
+    free(rs);
+}
+
+static struct ruleset *ruleset_ref(struct ruleset *rs)
+{
+    atomic_fetch_add(&rs->refs, 1);
+    return rs;
+}
+
+/* The last user of a ruleset frees it, in whichever worker that is. */
+static void ruleset_unref(struct ruleset *rs)
+{
+    if (rs && atomic_fetch_sub(&rs->refs, 1) == 1)
+        ruleset_destroy(rs);
+}
+
+/* The command line's one rule: -l, -p, -r and -P each checked whole, never
+ * pasted into a config line (issue 8 item 10: "-r '127.0.0.1 80 #'" would
+ * forward to port 80). */
 static int cmdline_config(struct pf_config *cfg, char *err, size_t errlen)
 {
+    memset(cfg, 0, sizeof *cfg);
     if (!S.local_port || !S.remote_ip || !S.remote_port) {
-        snprintf(err, errlen, "give -p, -r and -P (or -c FILE); see --help");
+        snprintf(err, errlen, "give -p, -r and -P (or -c FILE)");
         return -EINVAL;
     }
-    char line[1024];
-    int n = snprintf(line, sizeof line, "%s %s %s %s\n", S.local_ip, S.local_port, S.remote_ip,
-                     S.remote_port);
-    return pf_config_parse(line, (size_t)n, "command line", cfg, err, errlen);
+    int rc = pf_config_add_rule(cfg, S.local_ip, S.local_port, S.remote_ip, S.remote_port, err,
+                                errlen);
+    if (rc < 0)
+        pf_config_free(cfg);
+    return rc;
+}
+
+/* Two rules whose host names resolve to overlapping addresses (the parser
+ * has caught the literal ones): an error naming both lines (item 6). */
+static int check_resolved_binds(const struct ruleset *rs, char *err, size_t errlen)
+{
+    for (size_t i = 1; i < rs->cfg.nrules; i++)
+        for (size_t j = 0; j < i; j++) {
+            const struct pf_rule *a = rs->rules[j].src, *b = rs->rules[i].src;
+            if (!pf_binds_overlap((const struct sockaddr *)&rs->rules[j].bind,
+                                  (const struct sockaddr *)&rs->rules[i].bind))
+                continue;
+            snprintf(err, errlen, "%s:%d: %s port %s overlaps line %d's %s port %s (one rule "
+                     "per address)", S.config_path, b->line, b->bind_host, b->bind_port, a->line,
+                     a->bind_host, a->bind_port);
+            return -EINVAL;
+        }
+    return 0;
 }
 
 /* Load (or build) the configuration and resolve every address in it.  All
@@ -212,6 +308,11 @@ static struct ruleset *ruleset_load(char *err, size_t errlen)
         return NULL;
     }
     rs->logfd = -1;
+    atomic_init(&rs->refs, 1);
+    pthread_mutex_lock(&S.lock);
+    rs->next = S.all;
+    S.all = rs;
+    pthread_mutex_unlock(&S.lock);
     int rc = S.config_path ? pf_config_load(S.config_path, &rs->cfg, err, errlen)
                            : cmdline_config(&rs->cfg, err, errlen);
     if (rc == 0 && rs->cfg.nrules == 0) {
@@ -230,6 +331,14 @@ static struct ruleset *ruleset_load(char *err, size_t errlen)
         r->idle_timeout = p->timeout > 0 ? p->timeout : S.idle_timeout;
         snprintf(r->name, sizeof r->name, "%s:%s -> %s:%s", p->bind_host, p->bind_port,
                  p->connect_host, p->connect_port);
+        pthread_mutex_lock(&S.lock);
+        r->st = stats_get(r->name, rs);
+        pthread_mutex_unlock(&S.lock);
+        if (!r->st) {
+            snprintf(err, errlen, "out of memory");
+            rc = -ENOMEM;
+            break;
+        }
         const char *source = p->source ? p->source : S.source;
         char why[400];
         if (resolve(p->bind_host, p->bind_port, true, &r->bind, &r->bind_len, why, sizeof why) ||
@@ -243,6 +352,13 @@ static struct ruleset *ruleset_load(char *err, size_t errlen)
             rc = -EINVAL;
         }
     }
+    pthread_mutex_lock(&S.lock);
+    for (size_t i = 0; rs->rules && i < rs->cfg.nrules; i++)
+        if (rs->rules[i].st)
+            rs->rules[i].st->claim = NULL; /* the next load may take it again */
+    pthread_mutex_unlock(&S.lock);
+    if (rc == 0)
+        rc = check_resolved_binds(rs, err, errlen);
     if (rc == 0 && rs->cfg.logfile) {
         rs->logfd = open(rs->cfg.logfile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (rs->logfd < 0) {
@@ -251,7 +367,7 @@ static struct ruleset *ruleset_load(char *err, size_t errlen)
         }
     }
     if (rc < 0) {
-        ruleset_free(rs);
+        ruleset_unref(rs);
         return NULL;
     }
     rs->n = rs->cfg.nrules;
@@ -276,7 +392,7 @@ static void relay_done(ac_relay *relay, const ac_relay_stats *st, void *arg)
 {
     (void)relay;
     struct conn *c = arg;
-    struct stats *rs = &c->rule->st;
+    struct stats *rs = c->rule->st;
     atomic_fetch_sub(&rs->active, 1);
     atomic_fetch_sub(&S.active, 1);
     atomic_fetch_add(&rs->in, st->bytes[AC_RELAY_AB]);
@@ -291,7 +407,16 @@ static void relay_done(ac_relay *relay, const ac_relay_stats *st, void *arg)
                strerror(st->err));
     log_connection(c->rule, c->client, (unsigned long long)st->bytes[AC_RELAY_AB],
                    (unsigned long long)st->bytes[AC_RELAY_BA], st->end - st->start, why);
+    ruleset_unref(c->rule->rs);
     free(c);
+}
+
+/* A client that never got a relay: closed, counted and logged as `how`. */
+static void conn_fail(struct conn *c, ac_relay_end how, int err)
+{
+    close(c->fd);
+    ac_relay_stats st = {.how = how, .err = err, .first_eof = -1, .side = -1};
+    relay_done(NULL, &st, c);
 }
 
 static void keepalive(int fd)
@@ -325,13 +450,61 @@ fail:;
  * the worker's listeners.  The backlog stays readable, so going on would
  * spin (W15); relays that are running go on, and freed descriptors let it
  * recover. */
-static void pause_accepting(struct listener *l, const char *op, int err)
+static void pause_accepting(struct worker *w, const char *what, const char *op, int err)
 {
-    tool_log(TOOL_WARNING, "%s: %s: %s (accepting again in %g s)", l->rule->name, op,
-             strerror(err), ACCEPT_BACKOFF);
-    for (struct listener *o = l->w->listeners; o; o = o->next)
+    tool_log(TOOL_WARNING, "%s: %s: %s (accepting again in %g s)", what, op, strerror(err),
+             ACCEPT_BACKOFF);
+    for (struct listener *o = w->listeners; o; o = o->next)
         ac_set_reading(o->d, false);
-    ac_timer_start(l->w->backoff, ACCEPT_BACKOFF);
+    ac_timer_start(w->backoff, ACCEPT_BACKOFF);
+}
+
+static bool out_of_resources(int rc)
+{
+    return rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS || rc == -ENOMEM;
+}
+
+/* Connect c's client (c->fd) to its rule's remote and relay the two.
+ * 0: the relay owns both now.  -errno: c->fd is still open, and *op names
+ * the step that failed. */
+static int start_relay(ac_map *m, struct conn *c, const char **op)
+{
+    bool connecting = false;
+    int rfd = connect_remote(c->rule, &connecting);
+    *op = "socket";
+    if (rfd < 0)
+        return rfd;
+    ac_relay_config cfg = {.buffer_size = S.buffer,
+                           .no_splice = S.no_splice,
+                           .b_connecting = connecting,
+                           .connect_timeout = S.connect_timeout,
+                           .idle_timeout = c->rule->idle_timeout};
+    *op = "relay";
+    int rc = ac_relay_new(NULL, m, c->fd, rfd, &cfg, relay_done, c);
+    if (rc < 0)
+        close(rfd);
+    return rc;
+}
+
+/* Relay c, or, when a descriptor for its remote is missing, keep it
+ * waiting (accepted, not closed) and pause accepting: the clients behind
+ * it wait in the backlog, none is dropped (issue 8 item 7). */
+static void serve(struct worker *w, struct conn *c)
+{
+    const char *op;
+    int rc = start_relay(w->map, c, &op);
+    if (rc == 0)
+        return;
+    if (!out_of_resources(rc)) {
+        conn_fail(c, AC_RELAY_CONNECT_FAILED, -rc); /* the others go on */
+        return;
+    }
+    struct conn **pp = &w->waiting;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = c;
+    c->next = NULL;
+    pause_accepting(w, c->rule->name, op, -rc);
 }
 
 /* Whether a new client may come in; if not, why (for the log). */
@@ -358,44 +531,39 @@ static int listener_accepted(ac_dispatcher *d, int fd, const struct sockaddr *ad
         return 0;
     }
     c->rule = r;
+    c->fd = fd;
+    ruleset_ref(r->rs);
     sockaddr_text(addr, addrlen, c->client, sizeof c->client);
-    atomic_fetch_add(&r->st.total, 1);
+    atomic_fetch_add(&r->st->total, 1);
     const char *no = admission(l, c->client);
     if (no) {
-        atomic_fetch_add(&r->st.refused, 1);
+        atomic_fetch_add(&r->st->refused, 1);
         close(fd); /* a plain FIN: the client learns at once */
         log_connection(r, c->client, 0, 0, 0, no);
+        ruleset_unref(r->rs);
         free(c);
         return 0;
     }
     keepalive(fd);
-    bool connecting = false;
-    int rfd = connect_remote(r, &connecting);
-    ac_relay_config cfg = {.buffer_size = S.buffer,
-                           .no_splice = S.no_splice,
-                           .b_connecting = connecting,
-                           .connect_timeout = S.connect_timeout,
-                           .idle_timeout = r->idle_timeout};
-    atomic_fetch_add(&r->st.active, 1);
+    atomic_fetch_add(&r->st->active, 1);
     atomic_fetch_add(&S.active, 1);
-    int rc = rfd < 0 ? rfd : ac_relay_new(NULL, ac_map_of(d), fd, rfd, &cfg, relay_done, c);
-    if (rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS || rc == -ENOMEM)
-        pause_accepting(l, rfd < 0 ? "socket" : "relay", -rc); /* the next ones wait */
-    if (rc < 0) {
-        /* Nothing to relay: the client is closed, the others go on. */
-        if (rfd >= 0)
-            close(rfd);
-        close(fd);
-        ac_relay_stats st = {.how = AC_RELAY_CONNECT_FAILED, .err = -rc, .first_eof = -1};
-        relay_done(NULL, &st, c);
-    }
+    serve(l->w, c);
     return 0;
 }
 
+/* The pause is over: the clients that waited for a descriptor go first,
+ * in order; accepting resumes once they all have one. */
 static double resume_accepting(ac_timer *t, void *arg)
 {
     (void)t;
     struct worker *w = arg;
+    while (w->waiting) {
+        struct conn *c = w->waiting;
+        w->waiting = c->next;
+        serve(w, c);
+        if (ac_timer_is_active(w->backoff))
+            return -1; /* still out: serve() queued c again and restarted the pause */
+    }
     for (struct listener *l = w->listeners; l; l = l->next)
         ac_set_reading(l->d, true);
     return -1;
@@ -406,12 +574,27 @@ static double resume_accepting(ac_timer *t, void *arg)
 static int listener_error(ac_dispatcher *d, const ac_error *e)
 {
     struct listener *l = ac_user(d);
-    atomic_fetch_add(&l->rule->st.errors, 1);
-    pause_accepting(l, e->op, e->err);
+    atomic_fetch_add(&l->rule->st->errors, 1);
+    pause_accepting(l->w, l->rule->name, e->op, e->err);
     return 0;
 }
 
-static void listener_finalize(ac_dispatcher *d) { free(ac_user(d)); }
+static void listener_finalize(ac_dispatcher *d)
+{
+    struct listener *l = ac_user(d);
+    if (l->rule)
+        ruleset_unref(l->rule->rs);
+    free(l);
+}
+
+/* A listener serves r from now on; it holds a reference on r's ruleset. */
+static void listener_set_rule(struct listener *l, struct rule *r)
+{
+    ruleset_ref(r->rs);
+    if (l->rule)
+        ruleset_unref(l->rule->rs);
+    l->rule = r;
+}
 
 static const ac_handlers listener_handlers = {
     .name = "portfwd.listener",
@@ -432,8 +615,8 @@ static struct listener *listener_open(struct worker *w, struct rule *r, char *er
         return NULL;
     }
     l->w = w;
-    l->rule = r;
     l->d = d;
+    listener_set_rule(l, r);
     int rc = ac_create_socket(d, r->bind.ss_family, SOCK_STREAM);
     if (rc == 0) {
         ac_set_reuse_addr(d);
@@ -511,7 +694,7 @@ static int worker_install(struct worker *w, struct ruleset *rs, char *err, size_
             ac_close(l->d);
         w->listeners = NULL;
         for (size_t k = rs->n; k-- > 0;) {
-            next[k]->rule = &rs->rules[k];
+            listener_set_rule(next[k], &rs->rules[k]);
             next[k]->next = w->listeners;
             w->listeners = next[k];
         }
@@ -536,6 +719,16 @@ static double drain_over(ac_timer *t, void *arg)
     return -1;
 }
 
+/* The clients still waiting for a descriptor are closed (shutdown). */
+static void drop_waiting(struct worker *w)
+{
+    while (w->waiting) {
+        struct conn *c = w->waiting;
+        w->waiting = c->next;
+        conn_fail(c, AC_RELAY_ABORTED, 0);
+    }
+}
+
 /* Stop accepting; the loop ends once the relays have finished, or the
  * drain timeout closes them. */
 static void worker_stop(ac_map *m, void *arg)
@@ -551,15 +744,17 @@ static void worker_stop(ac_map *m, void *arg)
         ac_close(l->d);
     w->listeners = NULL;
     ac_timer_stop(w->backoff);
+    drop_waiting(w);
     if (S.drain_timeout > 0)
         ac_timer_start(w->drain, S.drain_timeout);
     else
         ac_close_all(w->map, true);
 }
 
+/* Another worker's part of a reload that worker 0 has done; it holds a
+ * reference on the ruleset, taken for it by on_signal. */
 static void worker_reload(ac_map *m, void *arg)
 {
-    (void)m;
     struct worker *w = &S.workers[0];
     for (int i = 0; i < S.threads; i++)
         if (S.workers[i].map == m)
@@ -567,6 +762,7 @@ static void worker_reload(ac_map *m, void *arg)
     char err[512];
     if (!w->stopping && worker_install(w, arg, err, sizeof err) < 0)
         tool_log(TOOL_ERROR, "reload: %s (worker %d keeps its listeners)", err, w->id);
+    ruleset_unref(arg);
 }
 
 static int worker_open(struct worker *w, int id)
@@ -584,6 +780,7 @@ static void worker_close(struct worker *w)
 {
     if (!w->map)
         return;
+    drop_waiting(w);
     ac_close_all(w->map, true);
     ac_timer_free(w->backoff);
     ac_timer_free(w->drain);
@@ -610,21 +807,65 @@ static void *worker_thread(void *arg)
 
 /* ------------------------------------------------------------ signals */
 
+static void print_one(FILE *f, const struct stats *st, const char *note)
+{
+    fprintf(f,
+            "portfwd:   %s%s: active %ld, total %ld, refused %ld, errors %ld, bytes in %llu, "
+            "out %llu, spliced %ld\n",
+            st->name, note, atomic_load(&st->active), atomic_load(&st->total),
+            atomic_load(&st->refused), atomic_load(&st->errors), atomic_load(&st->in),
+            atomic_load(&st->out), atomic_load(&st->spliced));
+}
+
+/* The rules that serve (S.rs, in file order), then the rules a reload
+ * removed whose connections still run (issue 8 item 9: after a reload
+ * that failed, S.rs is still the configuration in use).  One write, so
+ * that a reader never sees half a block. */
 static void print_stats(const char *when)
 {
-    fprintf(stderr, "portfwd: stats (%s):\n", when);
-    for (struct ruleset *rs = S.rs; rs; rs = rs->older)
-        for (size_t i = 0; i < rs->n; i++) {
-            struct stats *st = &rs->rules[i].st;
-            if (rs != S.rs && !atomic_load(&st->total))
-                continue; /* an older rule that saw nothing */
-            fprintf(stderr,
-                    "portfwd:   %s%s: active %ld, total %ld, refused %ld, errors %ld, "
-                    "bytes in %llu, out %llu, spliced %ld\n",
-                    rs->rules[i].name, rs == S.rs ? "" : " (before reload)",
-                    atomic_load(&st->active), atomic_load(&st->total),
-                    atomic_load(&st->refused), atomic_load(&st->errors),
-                    atomic_load(&st->in), atomic_load(&st->out), atomic_load(&st->spliced));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return;
+    pthread_mutex_lock(&S.lock);
+    fprintf(f, "portfwd: stats (%s):\n", when);
+    for (size_t i = 0; i < S.rs->n; i++)
+        print_one(f, S.rs->rules[i].st, "");
+    for (const struct stats *st = S.stats; st; st = st->next) {
+        bool current = false;
+        for (size_t i = 0; i < S.rs->n && !current; i++)
+            current = S.rs->rules[i].st == st;
+        if (!current)
+            print_one(f, st, " (removed by a reload)");
+    }
+    pthread_mutex_unlock(&S.lock);
+    if (fclose(f) == 0)
+        fwrite(text, 1, len, stderr);
+    free(text);
+}
+
+/* SIGHUP: worker 0 installs the new rules first; when it cannot (an
+ * address in use), nothing changes anywhere.  The other workers follow. */
+static void reload(void)
+{
+    char err[512];
+    struct ruleset *rs = ruleset_load(err, sizeof err);
+    if (rs && worker_install(&S.workers[0], rs, err, sizeof err) < 0) {
+        ruleset_unref(rs);
+        rs = NULL;
+    }
+    if (!rs) {
+        tool_log(TOOL_ERROR, "reload: %s (the old configuration stays)", err);
+        return;
+    }
+    ruleset_unref(S.rs);
+    S.rs = rs;
+    tool_log(TOOL_INFO, "SIGHUP: %zu rules loaded", rs->n);
+    for (int i = 1; i < S.threads; i++)
+        if (ac_call_soon_threadsafe(S.workers[i].map, worker_reload, ruleset_ref(rs)) < 0) {
+            tool_log(TOOL_ERROR, "reload: out of memory (worker %d keeps its listeners)", i);
+            ruleset_unref(rs);
         }
 }
 
@@ -636,20 +877,8 @@ static int on_signal(ac_map *m, int signo, void *arg)
         return 0;
     }
     if (signo == SIGHUP) {
-        if (S.stop_signals)
-            return 0;
-        char err[512];
-        struct ruleset *rs = ruleset_load(err, sizeof err);
-        if (!rs) {
-            tool_log(TOOL_ERROR, "reload: %s (the old configuration stays)", err);
-            return 0;
-        }
-        rs->older = S.rs;
-        S.rs = rs;
-        tool_log(TOOL_INFO, "SIGHUP: %zu rules loaded", rs->n);
-        worker_reload(S.workers[0].map, rs);
-        for (int i = 1; i < S.threads; i++)
-            ac_call_soon_threadsafe(S.workers[i].map, worker_reload, rs);
+        if (!S.stop_signals)
+            reload();
         return 0;
     }
     if (S.stop_signals++ == 0)
@@ -746,9 +975,7 @@ static int options(int argc, char **argv)
         case OPT_DRAIN_TIMEOUT: ok = tool_seconds(optarg, &S.drain_timeout); break;
         case 'q': tool_verbosity -= tool_verbosity > TOOL_ERROR; break;
         case 'v': tool_verbosity = TOOL_DEBUG; break;
-        case 'h': fputs(usage, stdout); return 0;
-        case 'V': printf("portfwd %s (libasyncore)\n", AC_VERSION_STRING); return 0;
-        default: fputs(usage, stderr); return 2;
+        default: return tool_option_end(c, usage); /* -h, -V, or getopt said why */
         }
         if (!ok)
             for (const struct option *o = longopts; o->name; o++)
@@ -771,14 +998,13 @@ static int options(int argc, char **argv)
         struct pf_config cfg;
         char err[512];
         if (cmdline_config(&cfg, err, sizeof err) < 0) {
-            const char *msg = strstr(err, ":1: ");
-            fprintf(stderr, "portfwd: %s\n", msg ? msg + 4 : err);
+            fprintf(stderr, "portfwd: %s\n", err);
             ok = false;
         } else {
             pf_config_free(&cfg);
         }
     }
-    return ok ? -1 : 2;
+    return ok ? -1 : tool_option_end('?', usage);
 }
 
 /* --------------------------------------------------------------- main */
@@ -810,7 +1036,16 @@ static bool setup(void)
     signal(SIGPIPE, SIG_IGN);
     ac_set_log_hook(tool_library_log, NULL);
     for (int i = 0; i < S.threads; i++) {
+        long reports = tool_library_reports;
         int rc = worker_open(&S.workers[i], i);
+        const char *poller = getenv("AC_POLLER");
+        if (rc == -EINVAL && poller && reports == tool_library_reports) {
+            /* ac_map_new's only -EINVAL, when the library did not say so. */
+            tool_log(TOOL_ERROR, "AC_POLLER=%s: not a poller (epoll, poll or select)", poller);
+            return false;
+        }
+        if (rc == -EINVAL && poller)
+            return false; /* the library named it */
         if (rc < 0) {
             tool_log(TOOL_ERROR, "cannot create worker %d: %s", i, strerror(-rc));
             return false;
@@ -830,14 +1065,25 @@ static bool setup(void)
     return write_pidfile(S.rs->cfg.pidfile);
 }
 
+/* At exit: every ruleset still there (S.rs, and any whose reload call a
+ * stopped worker never ran) and every counter. */
+static void free_rulesets(void)
+{
+    ruleset_unref(S.rs);
+    S.rs = NULL;
+    while (S.all)
+        ruleset_destroy(S.all);
+}
+
 int main(int argc, char **argv)
 {
-    tool_name = "portfwd";
+    tool_start("portfwd", argv);
     int status = options(argc, argv);
     if (status >= 0)
         return status;
     status = 1;
     if (setup()) {
+        S.serving = true;
         int started = 1;
         for (; started < S.threads; started++)
             if (pthread_create(&S.workers[started].thread, NULL, worker_thread,
@@ -856,11 +1102,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < S.threads; i++)
         worker_close(&S.workers[i]);
     ac_relay_cache_release();
-    if (S.rs) {
+    if (S.serving) { /* a startup failure prints its error, and no stats */
         print_stats("exit");
         if (S.rs->cfg.pidfile)
             unlink(S.rs->cfg.pidfile);
     }
-    ruleset_free(S.rs);
+    free_rulesets();
     return status;
 }
