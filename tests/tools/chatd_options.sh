@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # chatd: the command line.  --help and --version exit 0; bad values, unknown
-# options and extra arguments exit 2 with a message; an address that does
-# not resolve or a port in use exit 1; the startup line; -v; IPv6.
+# options and extra arguments exit 2 with one line and a hint; an address
+# that does not resolve, a port in use or a bad AC_POLLER exit 1 with one
+# line and no "bye" (issue 8 item 19); the startup line; -v; IPv6.
 here=$(cd "$(dirname "$0")" && pwd)
 exec timeout -k 5 60 env PYTHONPATH="$here" python3 - <<'EOF'
+import os
 import re
 import socket
 import subprocess
@@ -26,7 +28,7 @@ def test():
         check(opt in out, f"--help does not mention {opt}")
     check(chatd("-h")[1] == out, "-h differs from --help")
     st, out, err = chatd("--version")
-    check(st == 0 and re.fullmatch(r"chatd \d+\.\d+\.\d+ \(libasyncore\)\n", out),
+    check(st == 0 and re.fullmatch(r"chatd \(libasyncore\) \d+\.\d+\.\d+\n", out),
           f"--version: status {st}, {out!r}")
     ok("--help and --version: exit 0, on stdout")
 
@@ -45,17 +47,29 @@ def test():
                       (["extra"], "unexpected argument 'extra'")):
         st, out, err = chatd(*args)
         check(st == 2, f"{args}: status {st}, not 2")
-        check(msg in err, f"{args}: no {msg!r} in {err!r}")
+        # Issue 8 item 19: one line saying what is wrong, from "chatd: "
+        # (not the path it was run by), then the hint, not the usage.
+        lines = err.splitlines()
+        check(len(lines) == 2 and lines[0].startswith("chatd: ") and msg in lines[0]
+              and lines[1] == "Try 'chatd --help' for more information.",
+              f"{args}: stderr {err!r}")
         check(out == "", f"{args}: stdout {out!r}")
-    ok("bad options: exit 2 with a message")
+    ok("bad options: exit 2 with one line and the --help hint")
 
+    # A startup failure: one error line, exit 1, and no "bye" (item 19).
     st, _, err = chatd("-l", "no.such.host.invalid", "-p", "0")
-    check(st == 1 and "cannot resolve no.such.host.invalid" in err, f"bad host: {st} {err!r}")
+    check(st == 1 and re.fullmatch(r"chatd: error: cannot resolve no\.such\.host\.invalid: .*\n",
+                                   err), f"bad host: {st} {err!r}")
     s = Chatd()
     st, _, err = chatd("-p", str(s.port))
-    check(st == 1 and f"cannot listen on 127.0.0.1 port {s.port}: Address already in use" in err,
-          f"port in use: {st} {err!r}")
-    ok("an unknown host or a port in use: exit 1 with a message")
+    check(st == 1 and err == f"chatd: error: cannot listen on 127.0.0.1 port {s.port}: "
+          "Address already in use\n", f"port in use: {st} {err!r}")
+    p = subprocess.run([CHATD, "-p", "0"], capture_output=True, text=True, timeout=10,
+                       stdin=subprocess.DEVNULL, env=dict(os.environ, AC_POLLER="bogus"))
+    check(p.returncode == 1 and re.fullmatch(r"chatd: error: AC_POLLER=bogus:? (is )?not "
+                                             r"(a poller \()?epoll, poll or select\)?\n", p.stderr),
+          f"AC_POLLER=bogus: {p.returncode} {p.stderr!r}")
+    ok("an unknown host, a port in use or a bad AC_POLLER: exit 1 with one line, no bye")
 
     first = s.log().splitlines()[0]
     check(first == f"chatd: info: listening on 127.0.0.1 port {s.port}, at most 1000 clients",

@@ -599,7 +599,6 @@ static const char usage[] =
     "  -h, --help              show this help\n"
     "  -V, --version           show the version\n";
 
-/* A whole number in [min, max], or false. */
 /* Fills S from argv.  Returns -1 to go on, else the exit status. */
 static int options(int argc, char **argv)
 {
@@ -630,9 +629,7 @@ static int options(int argc, char **argv)
         case IDLE: ok = tool_seconds(optarg, &S.idle); break;
         case 'q': tool_verbosity -= tool_verbosity > TOOL_ERROR; break;
         case 'v': tool_verbosity += tool_verbosity < TOOL_DEBUG; break;
-        case 'h': fputs(usage, stdout); return 0;
-        case 'V': printf("chatd %s (libasyncore)\n", AC_VERSION_STRING); return 0;
-        default: fputs(usage, stderr); return 2;
+        default: return tool_option_end(c, usage); /* -h, -V, or getopt said what is wrong */
         }
         for (const struct option *o = longopts; !ok && o->name; o++)
             if (o->val == c)
@@ -642,19 +639,41 @@ static int options(int argc, char **argv)
         fprintf(stderr, "chatd: unexpected argument '%s'\n", argv[optind]);
         ok = false;
     }
-    return ok ? -1 : 2;
+    return ok ? -1 : tool_option_end('?', usage);
+}
+
+/* What the library said while the map was being made (an AC_POLLER it
+ * does not know, say): the reason to give, as one error, if that failed. */
+static char map_failure[256];
+
+static void map_log(ac_dispatcher *d, const char *type, const char *msg, void *ctx)
+{
+    (void)d, (void)ctx;
+    if (type && (!strcmp(type, "error") || !strcmp(type, "warning")))
+        snprintf(map_failure, sizeof map_failure, "%s", msg);
+}
+
+static bool new_map(void)
+{
+    ac_set_log_hook(map_log, NULL);
+    int rc = ac_map_new(&S.map, AC_POLLER_DEFAULT);
+    ac_set_log_hook(tool_library_log, NULL);
+    const char *poller = getenv("AC_POLLER");
+    if (rc < 0 && map_failure[0])
+        tool_log(TOOL_ERROR, "%s", map_failure);
+    else if (rc == -EINVAL && poller && *poller) /* the library did not say why */
+        tool_log(TOOL_ERROR, "AC_POLLER=%s: not a poller (epoll, poll or select)", poller);
+    else if (rc < 0)
+        tool_log(TOOL_ERROR, "cannot create the map: %s", strerror(-rc));
+    return rc == 0;
 }
 
 static bool setup(void)
 {
     tool_raise_nofile();
     signal(SIGPIPE, SIG_IGN);
-    ac_set_log_hook(tool_library_log, NULL);
-    int rc = ac_map_new(&S.map, AC_POLLER_DEFAULT);
-    if (rc < 0) {
-        tool_log(TOOL_ERROR, "cannot create the map: %s", strerror(-rc));
+    if (!new_map())
         return false;
-    }
     S.backoff = ac_timer_new(S.map, resume_accepting, NULL);
     S.deadline = ac_timer_new(S.map, shutdown_deadline, NULL);
     return S.backoff && S.deadline && ac_signal_watch(S.map, SIGINT, on_signal, NULL) == 0 &&
@@ -663,12 +682,13 @@ static bool setup(void)
 
 int main(int argc, char **argv)
 {
-    tool_name = "chatd";
+    tool_start("chatd", argv);
     int status = options(argc, argv);
     if (status >= 0)
         return status;
+    bool started = setup();
     status = 1;
-    if (setup()) {
+    if (started) {
         int rc = ac_loop(S.map, -1.0, AC_FOREVER);
         if (rc < 0 && rc != AC_EXIT_NOW)
             tool_log(TOOL_ERROR, "loop: %s", strerror(-rc));
@@ -686,6 +706,7 @@ int main(int argc, char **argv)
         S.qhead = m->next;
         free(m);
     }
-    tool_log(TOOL_INFO, "bye");
+    if (started) /* a server that never started has nothing to say goodbye to */
+        tool_log(TOOL_INFO, "bye");
     return status;
 }
