@@ -45,7 +45,7 @@ def test():
     b.expect("* users (3): alice bob carol")
     b.send("/me waves")
     for x in (a, b, c):
-        x.expect("* bob waves")
+        x.expect("<bob> * waves")
     b.send("/me")
     b.expect("! usage: /me TEXT")
     ok("/who lists the room in order of arrival; /me")

@@ -277,10 +277,13 @@ static void cmd_who(struct client *c, char *arg)
     free(s);
 }
 
+/* An action goes after "<name>" like anything else a user says: a line
+ * that starts with "* " or "! " is the server's own, and "/me was
+ * disconnected (too slow)" must not read as one (issue 8 item 12). */
 static void cmd_me(struct client *c, char *text)
 {
     if (*text)
-        room("* %s %s", c->name, text);
+        room("<%s> * %s", c->name, text);
     else
         tell(c, "! usage: /me TEXT");
 }
@@ -338,14 +341,61 @@ static void command(struct client *c, char *cmd)
     tell(c, "! unknown command: /%s (try /help)", cmd);
 }
 
-/* One line from c, terminator gone, NUL-terminated.  Control characters
- * would reach other people's terminals, so they become '?'; bytes from
- * 0x80 up are left alone, which keeps UTF-8 intact. */
+/* The code point of the UTF-8 sequence at s (n bytes left) in *cp, and its
+ * length; 0 if it is not UTF-8 (overlong, a surrogate, past U+10FFFF, cut
+ * short), so that no control can hide in a malformed sequence. */
+static size_t utf8_decode(const unsigned char *s, size_t n, unsigned long *cp)
+{
+    static const unsigned long least[] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t len = s[0] < 0x80 ? 1 : s[0] < 0xc2 ? 0 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3
+               : s[0] < 0xf5 ? 4 : 0;
+    if (len == 0 || len > n)
+        return 0;
+    unsigned long v = len == 1 ? s[0] : s[0] & (0x7fu >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = v << 6 | (s[i] & 0x3f);
+    }
+    if (v < least[len] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+/* Characters a terminal acts on instead of showing: C0 but tab, DEL, C1
+ * (U+009B is CSI, as ESC [ is), and the bidi embeddings, overrides and
+ * isolates that would reorder the rest of the line on screen. */
+static bool is_control(unsigned long cp)
+{
+    return (cp < 0x20 && cp != '\t') || (cp >= 0x7f && cp <= 0x9f) ||
+           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* Make line safe for other people's terminals, in place: each control
+ * character and each byte that is not UTF-8 becomes one '?'.  Returns the
+ * new length (never more) and NUL-terminates. */
+static size_t clean(char *line, size_t len)
+{
+    unsigned char *s = (unsigned char *)line;
+    size_t out = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned long cp;
+        size_t n = utf8_decode(s + i, len - i, &cp);
+        if (n && !is_control(cp))
+            memmove(s + out, s + i, n), out += n;
+        else
+            s[out++] = '?';
+        i += n ? n : 1;
+    }
+    s[out] = '\0';
+    return out;
+}
+
+/* One line from c, terminator gone, NUL-terminated. */
 static void on_line(struct client *c, char *line, size_t len)
 {
-    for (size_t i = 0; i < len; i++)
-        if (((unsigned char)line[i] < 0x20 && line[i] != '\t') || line[i] == 0x7f)
-            line[i] = '?';
+    clean(line, len);
     if (line[0] == '/' && line[1] != '/')
         command(c, line + 1);
     else if (!c->name[0])
