@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -38,6 +39,10 @@ struct client {
     bool gone;                   /* out of the list; the channel may still be flushing */
     char *line;                  /* the line being collected */
     size_t len, cap;
+    double since;                /* when it connected: the time to take a name runs from here */
+    double line_at;              /* when the line being collected began; 0 = none */
+    double due;                  /* when limit fires, while it is active */
+    ac_timer *limit;             /* --nick-timeout and --line-timeout */
 };
 
 struct notice { /* a line for the room, waiting for its turn */
@@ -51,7 +56,7 @@ static struct {
     int port;
     long max_clients;
     size_t max_line, max_queue;
-    double idle;
+    double idle, nick_timeout, line_timeout;
     ac_map *map; /* state */
     ac_dispatcher *listener;
     ac_timer *backoff, *deadline;
@@ -65,6 +70,8 @@ static struct {
     .max_clients = 1000,
     .max_line = 4096,
     .max_queue = 256 * 1024,
+    .nick_timeout = 30,
+    .line_timeout = 60,
 };
 
 static const char *describe(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
@@ -177,6 +184,7 @@ static void leave(struct client *c, const char *why)
     if (c->gone)
         return;
     c->gone = true;
+    ac_timer_stop(c->limit);
     *(c->prev ? &c->prev->next : &S.head) = c->next;
     *(c->next ? &c->next->prev : &S.tail) = c->prev;
     S.clients--;
@@ -404,6 +412,54 @@ static void on_line(struct client *c, char *line, size_t len)
         room("<%s> %s", c->name, line + (line[0] == '/')); /* "//x" says "/x" */
 }
 
+/* ------------------------------------------------------- time limits */
+
+/* Slowloris (issue 8 item 11): a connection that never takes a name, or
+ * sends a line a byte at a time, would hold one of the --max-clients
+ * places for ever, since any byte counts as activity for --idle-timeout.
+ * Two deadlines close that: the time to take a name, from connecting, and
+ * the time to finish a line, from its first byte.  One timer per client
+ * waits for the earlier one. */
+static double next_limit(const struct client *c)
+{
+    double due = HUGE_VAL;
+    if (!c->name[0] && S.nick_timeout > 0)
+        due = c->since + S.nick_timeout;
+    if (c->line_at > 0 && S.line_timeout > 0 && c->line_at + S.line_timeout < due)
+        due = c->line_at + S.line_timeout;
+    return due;
+}
+
+/* Let the timer fire at c's next deadline, unless it already fires sooner:
+ * deadlines that have gone (a name taken, a line finished) are noticed
+ * when it fires, which saves touching the timer for every line. */
+static void arm_limit(struct client *c)
+{
+    double due = next_limit(c);
+    if (due == HUGE_VAL || (ac_timer_is_active(c->limit) && c->due <= due))
+        return;
+    c->due = due;
+    ac_timer_start(c->limit, due - ac_now(S.map));
+}
+
+static double limit_fired(ac_timer *t, void *arg)
+{
+    (void)t;
+    struct client *c = arg;
+    double now = ac_now(S.map), due = next_limit(c);
+    if (c->gone || due == HUGE_VAL)
+        return -1;
+    if (due > now) { /* an earlier deadline went away: wait for this one */
+        c->due = due;
+        return due - now;
+    }
+    if (!c->name[0] && S.nick_timeout > 0 && c->since + S.nick_timeout <= now)
+        part(c, "no name", "! no name within %g seconds, bye", S.nick_timeout);
+    else
+        part(c, "line too slow", "! line not finished within %g seconds, bye", S.line_timeout);
+    return -1;
+}
+
 /* ---------------------------------------------------- client handlers */
 
 /* The library stops a line at --max-line + 1 bytes (room for a "\r"), so
@@ -411,6 +467,10 @@ static void on_line(struct client *c, char *line, size_t len)
 static int client_collect(ac_dispatcher *d, const void *data, size_t len)
 {
     struct client *c = ac_user(d);
+    if (c->len == 0 && len > 0) { /* a line begins: its time starts */
+        c->line_at = ac_now(S.map);
+        arm_limit(c);
+    }
     if (c->len + len + 1 > c->cap) {
         size_t cap = c->cap ? c->cap : 128;
         while (cap < c->len + len + 1)
@@ -431,6 +491,7 @@ static int client_found_terminator(ac_dispatcher *d)
     struct client *c = ac_user(d);
     size_t len = c->len;
     c->len = 0;
+    c->line_at = 0;
     if (len && c->line[len - 1] == '\r')
         len--;
     if (c->gone || len == 0) /* C11: lines after /quit in the same read */
@@ -475,6 +536,7 @@ static int client_timeout(ac_dispatcher *d)
 static void client_finalize(ac_dispatcher *d)
 {
     struct client *c = ac_user(d);
+    ac_timer_free(c->limit);
     free(c->line);
     free(c);
 }
@@ -512,6 +574,8 @@ static int listener_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *a
         return 0;
     }
     struct client *c = calloc(1, sizeof *c);
+    if (c && !(c->limit = ac_timer_new(S.map, limit_fired, c)))
+        free(c), c = NULL;
     ac_dispatcher *d = c ? ac_chat_new(S.map, &client_handlers, c) : NULL;
     int rc = d ? ac_attach(d, fd) : -ENOMEM;
     if (rc < 0) {
@@ -519,8 +583,8 @@ static int listener_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *a
         close(fd); /* still ours */
         if (d)
             ac_close(d); /* finalize frees c */
-        else
-            free(c);
+        else if (c)
+            ac_timer_free(c->limit), free(c);
         return 0;
     }
     c->d = d;
@@ -532,6 +596,8 @@ static int listener_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *a
     ac_chat_set_coalesce(d, true); /* a backlog of lines leaves in one sendmsg */
     if (S.idle > 0)
         ac_set_idle_timeout(d, S.idle);
+    c->since = ac_now(S.map);
+    arm_limit(c);
     c->prev = S.tail;
     *(S.tail ? &S.tail->next : &S.head) = c;
     S.tail = c;
@@ -644,6 +710,10 @@ static const char usage[] =
     "      --max-queue BYTES   output held for one client before it is dropped\n"
     "                          as too slow (default 262144)\n"
     "      --idle-timeout SEC  drop clients silent for SEC seconds (default 0 = never)\n"
+    "      --nick-timeout SEC  drop clients without a name after SEC seconds\n"
+    "                          (default 30; 0 = never)\n"
+    "      --line-timeout SEC  drop clients that take more than SEC seconds to\n"
+    "                          finish a line (default 60; 0 = never)\n"
     "  -q, --quiet             log warnings and errors only (twice: errors only)\n"
     "  -v, --verbose           log every connection and name change too\n"
     "  -h, --help              show this help\n"
@@ -652,7 +722,7 @@ static const char usage[] =
 /* Fills S from argv.  Returns -1 to go on, else the exit status. */
 static int options(int argc, char **argv)
 {
-    enum { MAX_CLIENTS = 256, MAX_LINE, MAX_QUEUE, IDLE };
+    enum { MAX_CLIENTS = 256, MAX_LINE, MAX_QUEUE, IDLE, NICK_TIMEOUT, LINE_TIMEOUT };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"port", required_argument, NULL, 'p'},
@@ -660,6 +730,8 @@ static int options(int argc, char **argv)
         {"max-line", required_argument, NULL, MAX_LINE},
         {"max-queue", required_argument, NULL, MAX_QUEUE},
         {"idle-timeout", required_argument, NULL, IDLE},
+        {"nick-timeout", required_argument, NULL, NICK_TIMEOUT},
+        {"line-timeout", required_argument, NULL, LINE_TIMEOUT},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -677,6 +749,8 @@ static int options(int argc, char **argv)
         case MAX_LINE: ok = tool_number(optarg, 1, 1 << 30, &v), S.max_line = (size_t)v; break;
         case MAX_QUEUE: ok = tool_number(optarg, 1, 1ULL << 40, &v), S.max_queue = (size_t)v; break;
         case IDLE: ok = tool_seconds(optarg, &S.idle); break;
+        case NICK_TIMEOUT: ok = tool_seconds(optarg, &S.nick_timeout); break;
+        case LINE_TIMEOUT: ok = tool_seconds(optarg, &S.line_timeout); break;
         case 'q': tool_verbosity -= tool_verbosity > TOOL_ERROR; break;
         case 'v': tool_verbosity += tool_verbosity < TOOL_DEBUG; break;
         default: return tool_option_end(c, usage); /* -h, -V, or getopt said what is wrong */
