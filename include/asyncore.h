@@ -58,7 +58,24 @@ extern "C" {
 /* Pollers (L3, L20).  AC_POLLER_DEFAULT is epoll unless the environment
  * variable AC_POLLER names another ("epoll", "poll" or "select"): that is
  * how a test suite runs once per backend.  AC_POLLER_POLL is asyncore's
- * use_poll=True, AC_POLLER_SELECT its use_poll=False. */
+ * use_poll=True, AC_POLLER_SELECT its use_poll=False.
+ *
+ * Deviation (L12, W2): select() cannot wait on a descriptor >= FD_SETSIZE,
+ * and in asyncore one such channel makes every wait fail, stopping the
+ * loop for all.  Here a select map refuses it when it is registered
+ * (ac_attach, ac_set_socket, ac_create_socket, ac_add_channel, ac_set_file,
+ * ac_map_set_poller): the call fails with -EMFILE, an "error" line naming
+ * the descriptor goes to the log hook, and only that channel fails.
+ *
+ * A descriptor closed behind the library's back (close(2) instead of
+ * ac_close, L18) differs by poller: poll reports POLLNVAL, so handle_close
+ * runs; select's wait fails with -EBADF, which leaves ac_loop at every
+ * iteration; epoll (X8) watches the socket, not the number: if nothing else
+ * refers to the socket the kernel drops it silently and the channel never
+ * hears of it again, while a socket still open elsewhere (dup, fork) goes
+ * on being reported to the channel, whose calls on the closed number then
+ * fail with EBADF (a disconnected errno: handle_close), or reach whatever
+ * socket got that number since.  Close through the library. */
 typedef enum ac_poller_kind {
     AC_POLLER_DEFAULT = 0,
     AC_POLLER_EPOLL,
@@ -128,7 +145,10 @@ typedef struct ac_handlers {
 /* ---------------------------------------------------------------- maps */
 
 /* Create a map using the given poller (X6).  Stores it in *out; returns 0,
- * -ENOMEM, -EINVAL (unknown AC_POLLER value) or the poller's -errno. */
+ * -ENOMEM, -EINVAL, or the poller's -errno.  -EINVAL for AC_POLLER_DEFAULT
+ * means that AC_POLLER names no poller; the log hook has then received one
+ * "error" line (d NULL) that a program can show as it is:
+ * "AC_POLLER=bogus is not epoll, poll or select". */
 AC_EXTERN int ac_map_new(ac_map **out, ac_poller_kind kind);
 
 /* The process-wide default map (L1), created on first use with
@@ -144,7 +164,8 @@ AC_EXTERN int ac_map_free(ac_map *m);
 
 /* Switch the map's poller (asyncore's per-call use_poll, L3).  Not from
  * inside a loop (-EBUSY).  Returns 0 or -errno; on failure the old poller
- * stays. */
+ * stays.  -EMFILE: the map holds a descriptor the new poller cannot wait
+ * on (select, see the pollers above). */
 AC_EXTERN int ac_map_set_poller(ac_map *m, ac_poller_kind kind);
 
 /* "epoll", "poll" or "select". */
@@ -166,9 +187,11 @@ AC_EXTERN double ac_now(const ac_map *m);
  * timeout is in seconds for each wait, 0 = do not block, negative = wait
  * without limit.  Returns 0 when the map emptied or the count ran out;
  * AC_EXIT_NOW when a handler returned it or ac_loop_stop() was called; a
- * negative errno when the wait failed (L12: e.g. -EBADF, or -EINVAL for a
- * descriptor >= FD_SETSIZE under select) or a handle_error returned
- * non-zero (L17).  Channels stay in the map; a later call carries on.
+ * negative errno when the wait failed (L12: e.g. -EBADF for a descriptor
+ * closed behind the library's back under select; a descriptor >=
+ * FD_SETSIZE never gets into a select map, see the pollers above) or a
+ * handle_error returned non-zero (L17).  Channels stay in the map; a later
+ * call carries on.
  *
  * Deviation (L8, allowed): poll and epoll round a sub-millisecond remainder
  * of the timeout up, not down, so a short timeout never busy-polls (W18).
@@ -202,23 +225,32 @@ AC_EXTERN ac_dispatcher *ac_dispatcher_new(ac_map *m, const ac_handlers *h, void
  * non-blocking, register it (S2), then connected = true and addr = peer
  * address; if getpeername fails with ENOTCONN or EINVAL, connected stays
  * false and addr none.  Returns 0 or -errno; on failure d is unregistered
- * again and fd is still the caller's.  On success fd belongs to d. */
+ * again and fd is still the caller's.  On success fd belongs to d.
+ * -EMFILE: d's map uses select and fd >= FD_SETSIZE (deviation from L12,
+ * see the pollers above): close fd, and only this connection fails. */
 AC_EXTERN int ac_attach(ac_dispatcher *d, int fd);
 
 /* create_socket (S1): a close-on-exec, non-blocking socket of the given
  * family (AF_INET, AF_INET6, AF_UNIX) and type (SOCK_STREAM, SOCK_DGRAM),
- * registered in d's map.  Returns 0 or -errno.  Deviation (W16): a socket
- * d already has is closed and unregistered first. */
+ * registered in d's map.  Returns 0 or -errno; -EMFILE when the map uses
+ * select and the new descriptor is >= FD_SETSIZE (deviation from L12, see
+ * the pollers above; the new socket is closed, d keeps what it had).
+ * Deviation (W16): a socket d already has is unregistered and closed once
+ * the new one exists — unless the new one got the very same number, which
+ * means the old descriptor was closed already (outside the library): then
+ * only its map entry goes. */
 AC_EXTERN int ac_create_socket(ac_dispatcher *d, int family, int type);
 
 /* set_socket (S2): take fd as d's descriptor and register it.  Neither the
- * blocking mode nor any flag changes.  Returns 0 or -errno. */
+ * blocking mode nor any flag changes.  Returns 0 or -errno; -EMFILE as for
+ * ac_attach, with d unchanged. */
 AC_EXTERN int ac_set_socket(ac_dispatcher *d, int fd);
 
 /* add_channel / del_channel (S3).  add: map[fd] = d, replacing any entry
  * (the replaced channel is left out of the map, still open).  del: remove
  * d's entry; d keeps its descriptor.  Deviation (X4): del removes the entry
- * only if it is d's.  Both return 0, or -EBADF when d has no descriptor. */
+ * only if it is d's.  Both return 0, or -EBADF when d has no descriptor;
+ * add returns -EMFILE as ac_attach does (d keeps its descriptor). */
 AC_EXTERN int ac_add_channel(ac_dispatcher *d);
 AC_EXTERN int ac_del_channel(ac_dispatcher *d);
 
@@ -257,6 +289,9 @@ AC_EXTERN ssize_t ac_send(ac_dispatcher *d, const void *buf, size_t len);
 /* recv (S11).  One receive of at most len bytes.  Returns the byte count;
  * 0 after calling handle_close on EOF or an errno of the disconnected set
  * (or handle_close's non-zero result); -EAGAIN and other failures -errno.
+ * At EOF, a handle_close that fails with an errno of the disconnected set
+ * is treated like such a recv failure, as asyncore's try block does:
+ * handle_close runs once more and its result counts.
  * Deviation (S11 allowed, W21): len == 0 returns -EINVAL without calling
  * handle_close. */
 AC_EXTERN ssize_t ac_recv(ac_dispatcher *d, void *buf, size_t len);
@@ -278,7 +313,9 @@ AC_EXTERN int ac_socket_error(ac_dispatcher *d);
 /* close (S12).  connected, accepting, connecting = false; out of the map
  * and the poller; the descriptor is closed now (a failure other than
  * ENOTCONN/EBADF is returned, the descriptor is gone anyway).  No handler
- * runs.  Closing again does nothing and returns 0.  d stays a valid object
+ * runs.  Closing again clears the three flags again (a handler may have set
+ * them, or D8 after a handle_connect that closed) and returns 0; nothing
+ * else happens.  d stays a valid object
  * until the current dispatch ends (S13: its calls fail with EBADF); then
  * finalize runs and the memory is released.  Outside a loop that happens
  * at the next ac_loop/ac_poll call or ac_map_free.  Deviation: a closed

@@ -37,9 +37,26 @@ int ac_set_socket(ac_dispatcher *d, int fd)
         return -EBADF;
     if (fd < 0)
         return -EBADF;
+    int rc = ac__fd_fits(d, fd); /* before anything changes: d keeps what it had */
+    if (rc < 0)
+        return rc;
     ac__unregister(d);
     d->fd = fd;
     return ac__register(d);
+}
+
+/* Deviation from W16: the socket d already has is unregistered and closed
+ * rather than leaked.  If socket() has just handed out that very number,
+ * the old descriptor was closed behind the library's back, and closing "it"
+ * would close the new socket (issue 8 item 2): only its entry goes. */
+static void drop_old_socket(ac_dispatcher *d, int fresh)
+{
+    if (d->fd < 0)
+        return;
+    ac__unregister(d);
+    if (d->fd != fresh)
+        close(d->fd);
+    d->fd = -1;
 }
 
 int ac_create_socket(ac_dispatcher *d, int family, int type)
@@ -49,14 +66,15 @@ int ac_create_socket(ac_dispatcher *d, int family, int type)
     int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return AC__RAISE(d, errno, "socket");
-    if (d->fd >= 0) { /* deviation from W16: do not leak the old socket */
-        ac__unregister(d);
-        close(d->fd);
-        d->fd = -1;
+    int rc = ac__fd_fits(d, fd); /* refused: d keeps its old socket */
+    if (rc < 0) {
+        close(fd);
+        return rc;
     }
+    drop_old_socket(d, fd);
     d->family = family;
     d->type = type;
-    int rc = ac_set_socket(d, fd);
+    rc = ac_set_socket(d, fd);
     if (rc < 0) {
         close(fd);
         d->fd = -1;
@@ -214,6 +232,12 @@ ssize_t ac_recv(ac_dispatcher *d, void *buf, size_t len)
         /* S11: EOF and the disconnected set close; EAGAIN propagates (W9). */
         if (n == 0 || ac__is_disconnected(errno)) {
             int rc = AC__FN(d, handle_close)(d);
+            /* asyncore calls handle_close for EOF inside the try block that
+             * catches recv's own failures: a disconnected errno raised by
+             * handle_close is caught the same way, handle_close once more
+             * and an empty result (issue 8 item 2b). */
+            if (n == 0 && rc < 0 && ac__is_disconnected(-rc))
+                rc = AC__FN(d, handle_close)(d);
             return rc < 0 ? rc : 0;
         }
         return AC__RAISE(d, errno, "recv");
@@ -264,9 +288,11 @@ int ac_socket_error(ac_dispatcher *d)
 
 int ac_close(ac_dispatcher *d)
 {
+    /* S12: the flags are cleared by every close, also a second one (after
+     * D8 set connected on a channel that handle_connect closed, W11). */
+    d->connected = d->accepting = d->connecting = false;
     if (d->closed)
         return 0;
-    d->connected = d->accepting = d->connecting = false;
     ac__unregister(d); /* out of the poller before the close (X8) */
     ac__idle_release(d);
     int rc = 0;

@@ -94,6 +94,7 @@ extern const ac_handlers ac__file_layer;
 ac_map *ac__map(ac_map *m);   /* NULL -> the default map */
 ac_dispatcher *ac__dispatcher_alloc(ac_map *m, const ac_handlers *h, void *user,
                                     const ac_handlers *layer, size_t extra);
+int ac__fd_fits(ac_dispatcher *d, int fd);
 int ac__register(ac_dispatcher *d);
 void ac__unregister(ac_dispatcher *d);
 void ac__touch(ac_dispatcher *d);

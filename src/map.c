@@ -26,18 +26,26 @@ double ac__clock(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The poller AC_POLLER names.  A wrong value is a user's typo, so the one
+ * log line says which variable and what it may be (issue 8 item 19); the
+ * library does not print, the hook does. */
+static const struct ac_poller_ops *env_poller(void)
+{
+    const char *env = getenv("AC_POLLER");
+    if (!env || !*env || !strcmp(env, "epoll"))
+        return &ac__poller_epoll;
+    if (!strcmp(env, "poll"))
+        return &ac__poller_poll;
+    if (!strcmp(env, "select"))
+        return &ac__poller_select;
+    ac_log_infof(NULL, "error", "AC_POLLER=%s is not epoll, poll or select", env);
+    return NULL;
+}
+
 static const struct ac_poller_ops *poller_ops(ac_poller_kind kind)
 {
-    if (kind == AC_POLLER_DEFAULT) {
-        const char *env = getenv("AC_POLLER");
-        if (!env || !*env || !strcmp(env, "epoll"))
-            return &ac__poller_epoll;
-        if (!strcmp(env, "poll"))
-            return &ac__poller_poll;
-        if (!strcmp(env, "select"))
-            return &ac__poller_select;
-        return NULL;
-    }
+    if (kind == AC_POLLER_DEFAULT)
+        return env_poller();
     switch (kind) {
     case AC_POLLER_EPOLL:
         return &ac__poller_epoll;
@@ -294,6 +302,27 @@ void ac__touch(ac_dispatcher *d)
     }
 }
 
+/* select() cannot wait on a descriptor >= FD_SETSIZE (L12, X9, W2).  One
+ * such channel in the map would fail every later wait and so stop the loop
+ * for every channel; refused when it is registered, it fails alone
+ * (issue 8 item 3).  -EMFILE: the map can watch no more descriptors. */
+static bool over_limit(const struct ac_poller_ops *ops, int fd)
+{
+    return ops->fd_limit && fd >= ops->fd_limit;
+}
+
+static int refuse_fd(ac_dispatcher *d, const struct ac_poller_ops *ops, int fd)
+{
+    ac_log_infof(d, "error", "descriptor %d is >= FD_SETSIZE (%d): %s() cannot wait on it", fd,
+                 ops->fd_limit, ops->name);
+    return -EMFILE;
+}
+
+int ac__fd_fits(ac_dispatcher *d, int fd)
+{
+    return over_limit(d->map->ops, fd) ? refuse_fd(d, d->map->ops, fd) : 0;
+}
+
 int ac__register(ac_dispatcher *d)
 {
     ac_map *m = d->map;
@@ -302,6 +331,9 @@ int ac__register(ac_dispatcher *d)
         return -EBADF;
     if (d->registered)
         return 0;
+    int rc = ac__fd_fits(d, fd);
+    if (rc < 0)
+        return rc;
     if (fd >= m->fdcap) {
         int cap = m->fdcap ? m->fdcap : 64;
         while (cap <= fd)
@@ -367,7 +399,22 @@ void ac_set_handlers(ac_dispatcher *d, const ac_handlers *h)
 
 int ac__internal_fd(ac_map *m, int fd, unsigned have, unsigned want)
 {
+    if (want && over_limit(m->ops, fd))
+        return -EMFILE; /* the map's own eventfd or signalfd: as ac__fd_fits */
     return m->ops->set(m->poller, fd, (uint32_t)fd, have, want);
+}
+
+/* Whether every descriptor m watches fits the poller ops (see ac__fd_fits). */
+static int all_fit(ac_map *m, const struct ac_poller_ops *ops)
+{
+    if (!ops->fd_limit)
+        return 0;
+    if (over_limit(ops, m->evfd) || (m->sig_registered && over_limit(ops, m->sigfd)))
+        return -EMFILE;
+    for (ac_dispatcher *d = m->head; d; d = d->next)
+        if (d->registered && over_limit(ops, d->fd))
+            return refuse_fd(d, ops, d->fd);
+    return 0;
 }
 
 int ac_map_set_poller(ac_map *m, ac_poller_kind kind)
@@ -378,8 +425,11 @@ int ac_map_set_poller(ac_map *m, ac_poller_kind kind)
         return -EINVAL;
     if (m->depth)
         return -EBUSY;
+    int rc = all_fit(m, ops);
+    if (rc < 0)
+        return rc;
     struct ac_poller *p;
-    int rc = ops->open(&p);
+    rc = ops->open(&p);
     if (rc < 0)
         return rc;
     m->ops->close(m->poller);

@@ -85,6 +85,7 @@ static int select_wait(struct ac_poller *p, double timeout, struct ac_ready *out
 const struct ac_poller_ops ac__poller_select = {
     .name = "select",
     .select_style = true,
+    .fd_limit = FD_SETSIZE,
     .open = select_open,
     .close = select_close,
     .set = select_set,
