@@ -69,7 +69,16 @@ AC_EXTERN ac_dispatcher *ac_chat_new(ac_map *m, const ac_handlers *h, void *user
 
 /* set_terminator (C3) as a byte string (copied; len 0 is the empty
  * string), a count, or none.  -EINVAL for a non-chat dispatcher or a
- * negative count (the terminator is then unchanged), -ENOMEM. */
+ * negative count (the terminator is then unchanged), -ENOMEM.
+ *
+ * Deviation (C6b, C7): when collect_incoming_data sets a terminator while
+ * a count is partway through (the piece it was given does not complete
+ * the count), the change is overwritten: the old count minus the bytes
+ * just read is stored.  asynchat stores the new terminator minus those
+ * bytes instead, and fails with TypeError (handle_error: by default a
+ * close) when the new one is a string or none.  A change made in
+ * found_terminator, or by a collect call that completes the count, takes
+ * effect as in asynchat. */
 AC_EXTERN int ac_chat_set_terminator(ac_dispatcher *d, const void *term, size_t len);
 AC_EXTERN int ac_chat_set_terminator_count(ac_dispatcher *d, long long count);
 AC_EXTERN int ac_chat_set_terminator_none(ac_dispatcher *d);
@@ -83,7 +92,12 @@ AC_EXTERN ac_term_kind ac_chat_get_terminator(const ac_dispatcher *d, const void
  * then ac_initiate_send once.  An empty push queues an empty entry.
  * Returns 0, -ENOMEM, -EINVAL (not a chat channel, or data NULL with len
  * > 0), or what handle_error returned for a send failure (C16).  After
- * close_when_done pushes are queued but never sent (C15). */
+ * close_when_done pushes are queued but never sent (C15).
+ *
+ * Deviation (C16.2, allowed by X18): the empty entry is removed without a
+ * zero-length send.  So an empty push no longer detects a dead peer:
+ * asynchat's zero-length send fails with EPIPE there and handle_close runs
+ * at once; here the channel notices at its next real send or read. */
 AC_EXTERN int ac_chat_push(ac_dispatcher *d, const void *data, size_t len);
 
 /* push_with_producer (C14): queue p as one entry (the channel owns it from
@@ -129,8 +143,20 @@ AC_EXTERN int ac_chat_set_watermarks(ac_dispatcher *d, size_t low, size_t high);
  *   - initiate_send sends the head's run of byte entries, up to
  *     ac_out_buffer_size bytes, in one sendmsg, and drops empty entries
  *     instead of ending the call on them (C16.2).
- * The bytes, their order, producers and the close marker are as C16
- * says; only the number of system calls and the moment of sending differ.
+ * The bytes that leave, their order, producers and the close marker are as
+ * C16 says.  What differs is when bytes leave, and so how many have left
+ * when the channel ends (deviations from C13 and C16):
+ *   - a reply pushed in found_terminator (or collect_incoming_data) and
+ *     followed, in the same read, by ac_close() or ac_chat_discard_buffers()
+ *     is lost, where asynchat sent it during the push.  To close after a
+ *     reply, use ac_close_when_done(): the marker waits for the reply;
+ *   - more of the queue can have left by the time the channel closes (a
+ *     run of entries per send instead of one entry, e.g. what is still
+ *     queued when the peer's EOF arrives);
+ *   - or less: the read's pushes leave in one send capped at
+ *     ac_out_buffer_size in all, where asynchat made one send per push, so
+ *     with a small output buffer fewer bytes have left before a close that
+ *     follows the read.
  * -EINVAL for a non-chat dispatcher. */
 AC_EXTERN int ac_chat_set_coalesce(ac_dispatcher *d, bool on);
 
