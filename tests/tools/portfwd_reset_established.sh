@@ -10,19 +10,32 @@
 # local-connect-failed.
 # shellcheck source=tests/tools/portfwd_common.bash
 source "$(dirname "$0")/portfwd_common.bash"
+need_cmd taskset
 
 # Accepts, sends 1000 bytes (the same every time), resets; one connection
-# after another.
+# after another.  It resets once the bytes are acknowledged (nothing left
+# in its send queue): on a loaded machine loopback can deliver the reset
+# before the bytes when the sender moved to another CPU in between, and the
+# kernel drops bytes that arrive after a reset, so portfwd never had them.
 cat >"$TMP/send_rst.py" <<'EOF'
-import socket, struct
+import array, fcntl, socket, struct, termios, time
 ls = socket.socket()
 ls.bind(("127.0.0.1", 0))
 ls.listen(64)
 print(ls.getsockname()[1], flush=True)
 data = bytes((i * 7 + 3) % 256 for i in range(1000))
+
+def unacked(c):
+    n = array.array("i", [0])
+    fcntl.ioctl(c.fileno(), termios.TIOCOUTQ, n)
+    return n[0]
+
 while True:
     c, _ = ls.accept()
     c.sendall(data)
+    deadline = time.monotonic() + 5
+    while unacked(c) and time.monotonic() < deadline:
+        time.sleep(0.0002)
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     c.close()
 EOF
@@ -78,7 +91,9 @@ run_case() { # LOGNAME PORTFWD-OPTIONS...
     # no check at all when $SECONDS ticks between setting its deadline
     # and testing it (seen once in 52 starts under stress-ng): wait here
     # with a bound that cannot round to nothing.
-    start "$name" "$PF" "$@" -p 0 -r 127.0.0.1 -P "$srv_port"
+    # portfwd writes the bytes to the client and resets it back to back:
+    # on one CPU the reset cannot overtake them (see send_rst.py).
+    start "$name" taskset -c 0 "$PF" "$@" -p 0 -r 127.0.0.1 -P "$srv_port"
     PF_PID=$PID
     wait_line "$name" 'listening on .* port [0-9]+, forwarding to ' 15 >/dev/null
     PF_PORT=$(pf_ports "$name" | head -n1)
