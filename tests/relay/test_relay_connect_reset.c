@@ -25,9 +25,11 @@
  * the order that the test asserts (seen once in ~800 runs under load). */
 static void stay_on_one_cpu(void)
 {
+    int cpu = sched_getcpu();
+    cr_assert_geq(cpu, 0, "sched_getcpu: %s", strerror(errno));
     cpu_set_t set;
     CPU_ZERO(&set);
-    CPU_SET(sched_getcpu(), &set);
+    CPU_SET((size_t)cpu, &set);
     cr_assert_eq(sched_setaffinity(0, sizeof(set), &set), 0, "%s", strerror(errno));
 }
 
