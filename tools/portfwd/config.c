@@ -530,17 +530,27 @@ static void literal_bind(struct pf_rule *r, unsigned port)
 
 /* Two rules cannot listen on one address: without SO_REUSEPORT the second
  * fails with EADDRINUSE, with it (--threads) the kernel would split the
- * clients between both (issue 8 item 6).  Say so now, naming both lines. */
-static int check_duplicate(struct parser *ps, const struct pf_rule *r)
+ * clients between both (issue 8 item 6).  Say so now, naming both lines;
+ * checked once the whole file is read. */
+static int check_duplicates(struct parser *ps)
 {
-    for (size_t i = 0; i + 1 < ps->cfg->nrules; i++) {
-        const struct pf_rule *o = &ps->cfg->rules[i];
-        if (pf_binds_overlap((const struct sockaddr *)&o->bind_addr,
-                             (const struct sockaddr *)&r->bind_addr))
-            return fail(ps, "%s port %s overlaps line %d's %s port %s (one rule per address)",
-                        r->bind_host, r->bind_port, o->line, o->bind_host, o->bind_port);
-    }
-    return 0;
+    struct pf_config *cfg = ps->cfg;
+    const struct sockaddr **addrs = malloc((cfg->nrules + 1) * sizeof *addrs);
+    if (!addrs)
+        return fail_nomem(ps);
+    for (size_t i = 0; i < cfg->nrules; i++)
+        addrs[i] = (const struct sockaddr *)&cfg->rules[i].bind_addr;
+    size_t a, b;
+    int rc = pf_first_overlap(addrs, cfg->nrules, &a, &b);
+    free(addrs);
+    if (rc < 0)
+        return fail_nomem(ps);
+    if (rc == 0)
+        return 0;
+    const struct pf_rule *o = &cfg->rules[a], *r = &cfg->rules[b];
+    ps->line = r->line;
+    return fail(ps, "%s port %s overlaps line %d's %s port %s (one rule per address)", r->bind_host,
+                r->bind_port, o->line, o->bind_host, o->bind_port);
 }
 
 /* A rule from its four words, checked and appended to the configuration. */
@@ -575,7 +585,7 @@ static int add_rule(struct parser *ps, const struct word w[4])
         !(r->connect_port = dup_word(connect_port)))
         return fail_nomem(ps);
     literal_bind(r, bind_num);
-    return check_duplicate(ps, r);
+    return 0;
 }
 
 /* bindaddress bindport connectaddress connectport [options] */
@@ -700,7 +710,10 @@ int pf_config_parse(const char *text, size_t len, const char *name, struct pf_co
             return rc;
         }
     }
-    return 0;
+    int rc = check_duplicates(&ps);
+    if (rc < 0)
+        pf_config_free(out);
+    return rc;
 }
 
 int pf_config_load(const char *path, struct pf_config *out, char *err, size_t errlen)
@@ -783,6 +796,61 @@ int pf_config_add_rule(struct pf_config *cfg, const char *bind_host, const char 
             return fail(&ps, "'%.*s%s' is too long", QW(w[i]));
     }
     return add_rule(&ps, w);
+}
+
+/* A port and an index, to sort the addresses by port. */
+struct port_index {
+    unsigned port;
+    size_t i;
+};
+
+static int by_port(const void *a, const void *b)
+{
+    const struct port_index *x = a, *y = b;
+    if (x->port != y->port)
+        return x->port < y->port ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static unsigned port_of(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}
+
+int pf_first_overlap(const struct sockaddr *const *addrs, size_t n, size_t *first,
+                     size_t *second)
+{
+    /* Only addresses on the same port can overlap: sorted by port (then
+     * index), each run of one port is compared pair by pair. */
+    struct port_index *v = malloc((n + 1) * sizeof *v);
+    if (!v)
+        return -ENOMEM;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (port_of(addrs[i]))
+            v[m++] = (struct port_index){port_of(addrs[i]), i};
+    qsort(v, m, sizeof *v, by_port);
+    bool found = false;
+    for (size_t run = 0, end; run < m; run = end) {
+        for (end = run + 1; end < m && v[end].port == v[run].port; end++)
+            ;
+        for (size_t j = run + 1; j < end; j++) {
+            if (found && v[j].i >= *second)
+                break; /* only an earlier second line can win */
+            for (size_t k = run; k < j; k++)
+                if (pf_binds_overlap(addrs[v[k].i], addrs[v[j].i])) {
+                    *first = v[k].i, *second = v[j].i;
+                    found = true;
+                    break;
+                }
+        }
+    }
+    free(v);
+    return found;
 }
 
 bool pf_binds_overlap(const struct sockaddr *a, const struct sockaddr *b)

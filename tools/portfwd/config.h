@@ -89,10 +89,17 @@ int pf_config_add_rule(struct pf_config *cfg, const char *bind_host, const char 
  * cannot both be bound: the same port, and the same address, or one of
  * them the wildcard of the other's family, or one of them "::" (which
  * takes IPv4 too).  Port 0 (the kernel picks one) never overlaps.  The
- * parser rejects a rule whose literal address overlaps an earlier rule's
- * ("NAME:LINE: A port P overlaps line N's B port Q ..."); host names are
+ * parser rejects a file in which a rule's literal address overlaps an
+ * earlier rule's ("NAME:LINE: A port P overlaps line N's B port Q ..."),
+ * once the whole file is read; host names are
  * the caller's to check once resolved. */
 bool pf_binds_overlap(const struct sockaddr *a, const struct sockaddr *b);
+
+/* Among addrs[0..n) (other families are skipped), the overlapping pair
+ * whose later member comes first: 1 with *first < *second, 0 if there is
+ * none, -ENOMEM. */
+int pf_first_overlap(const struct sockaddr *const *addrs, size_t n, size_t *first,
+                     size_t *second);
 
 /* Read the file at path and parse it; a file that cannot be read gives
  * -errno and "PATH: strerror" in err. */

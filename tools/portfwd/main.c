@@ -284,18 +284,26 @@ static int cmdline_config(struct pf_config *cfg, char *err, size_t errlen)
  * has caught the literal ones): an error naming both lines (item 6). */
 static int check_resolved_binds(const struct ruleset *rs, char *err, size_t errlen)
 {
-    for (size_t i = 1; i < rs->cfg.nrules; i++)
-        for (size_t j = 0; j < i; j++) {
-            const struct pf_rule *a = rs->rules[j].src, *b = rs->rules[i].src;
-            if (!pf_binds_overlap((const struct sockaddr *)&rs->rules[j].bind,
-                                  (const struct sockaddr *)&rs->rules[i].bind))
-                continue;
-            snprintf(err, errlen, "%s:%d: %s port %s overlaps line %d's %s port %s (one rule "
-                     "per address)", S.config_path, b->line, b->bind_host, b->bind_port, a->line,
-                     a->bind_host, a->bind_port);
-            return -EINVAL;
-        }
-    return 0;
+    const struct sockaddr **addrs = calloc(rs->cfg.nrules, sizeof *addrs);
+    size_t a, b;
+    if (!addrs) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < rs->cfg.nrules; i++)
+        addrs[i] = (const struct sockaddr *)&rs->rules[i].bind;
+    int rc = pf_first_overlap(addrs, rs->cfg.nrules, &a, &b);
+    free(addrs);
+    if (rc <= 0) {
+        if (rc < 0)
+            snprintf(err, errlen, "out of memory");
+        return rc;
+    }
+    const struct pf_rule *x = rs->rules[a].src, *y = rs->rules[b].src;
+    snprintf(err, errlen, "%s:%d: %s port %s overlaps line %d's %s port %s (one rule per address)",
+             S.config_path, y->line, y->bind_host, y->bind_port, x->line, x->bind_host,
+             x->bind_port);
+    return -EINVAL;
 }
 
 /* Load (or build) the configuration and resolve every address in it.  All
@@ -664,10 +672,11 @@ static int worker_install(struct worker *w, struct ruleset *rs, char *err, size_
     bool *opened = calloc(rs->n, sizeof *opened);
     size_t i = 0;
     for (; next && opened && i < rs->n; i++) {
-        for (struct listener **pp = &w->listeners; *pp && !next[i]; pp = &(*pp)->next)
+        for (struct listener **pp = &w->listeners; *pp; pp = &(*pp)->next)
             if (same_bind((*pp)->rule, &rs->rules[i])) {
                 next[i] = *pp; /* taken out of the old list */
                 *pp = next[i]->next;
+                break; /* *pp may be NULL now: no step past it */
             }
         if (!next[i]) {
             next[i] = listener_open(w, &rs->rules[i], err, errlen);
