@@ -1018,6 +1018,10 @@ static int options(int argc, char **argv)
 
 /* --------------------------------------------------------------- main */
 
+/* The pidfile written, removed at exit (only this one: a start that failed
+ * because another portfwd runs must not remove that one's). */
+static char *pidfile;
+
 static bool write_pidfile(const char *path)
 {
     FILE *f = path ? fopen(path, "w") : NULL;
@@ -1025,6 +1029,7 @@ static bool write_pidfile(const char *path)
         tool_log(TOOL_ERROR, "pidfile %s: %s", path, strerror(errno));
         return false;
     }
+    pidfile = path ? strdup(path) : NULL;
     return true;
 }
 
@@ -1092,7 +1097,6 @@ int main(int argc, char **argv)
         return status;
     status = 1;
     if (setup()) {
-        S.serving = true;
         int started = 1;
         for (; started < S.threads; started++)
             if (pthread_create(&S.workers[started].thread, NULL, worker_thread,
@@ -1100,7 +1104,8 @@ int main(int argc, char **argv)
                 tool_log(TOOL_ERROR, "cannot start worker %d", started);
                 break;
             }
-        if (started == S.threads && worker_run(&S.workers[0]) == 0)
+        S.serving = started == S.threads;
+        if (S.serving && worker_run(&S.workers[0]) == 0)
             status = 0;
         for (int i = 1; i < started; i++) {
             if (status)
@@ -1111,11 +1116,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < S.threads; i++)
         worker_close(&S.workers[i]);
     ac_relay_cache_release();
-    if (S.serving) { /* a startup failure prints its error, and no stats */
+    if (S.serving) /* a startup failure prints its error, and no stats */
         print_stats("exit");
-        if (S.rs->cfg.pidfile)
-            unlink(S.rs->cfg.pidfile);
-    }
+    if (pidfile)
+        unlink(pidfile);
+    free(pidfile);
     free_rulesets();
     return status;
 }
