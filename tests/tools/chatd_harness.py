@@ -234,8 +234,8 @@ def run(test):
     status = 0
     try:
         test()
-    except Fail as e:
-        print(f"FAIL: {e}", file=sys.stderr)
+    except (Fail, OSError) as e:  # OSError: a client was dropped or reset
+        print(f"FAIL: {e!r}" if isinstance(e, OSError) else f"FAIL: {e}", file=sys.stderr)
         for s in _servers:
             print(f"---- chatd (pid {s.pid}) log, last 40 lines", file=sys.stderr)
             print("\n".join(s.log().splitlines()[-40:]), file=sys.stderr)

@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # chatd: a client that never reads.  Four others chat 16 MiB each way
-# around it: they must get every line, in order, within the deadline;
-# chatd's peak memory must not grow by more than a few MiB; and the one
-# that does not read is disconnected, with a notice to the others.
+# around it: they must get every line, in order, within the deadline, and
+# none of them is ever dropped; chatd's peak memory must not grow by more
+# than a few MiB; and the one that does not read is disconnected, with a
+# notice to the others.
+#
+# The arithmetic (issue 8 item 14): a talker sends its line i + WINDOW only
+# once every talker has read its line i, like people who read what the room
+# says.  So at most TALKERS x WINDOW lines (4 x 50 x 1 KB = 200 KB) are
+# ever on their way to one talker: under the 256 KiB --max-queue even if
+# the kernel's buffers held none of them.  (The old window counted only a
+# talker's own lines coming back to it, and a talker that others outran
+# could have any number waiting.)
 here=$(cd "$(dirname "$0")" && pwd)
 exec timeout -k 5 150 env PYTHONPATH="$here" python3 - <<'EOF'
 import os
@@ -11,7 +20,7 @@ import time
 
 from chatd_harness import Chatd, Client, asan_build, check, ok, pump, run
 
-TALKERS, LINES, WINDOW, PAD = 4, 4000, 100, "x" * 1000
+TALKERS, LINES, WINDOW, PAD = 4, 4000, 50, "x" * 1000
 QUEUE = 256 * 1024  # chatd's default --max-queue
 GROWTH_KB = 8192    # without the bound it would be about 16 MiB
 
@@ -29,18 +38,28 @@ def test():
             t.expect(f"* t{i} has joined")
     base = s.status("VmRSS")
 
-    # Each talker keeps WINDOW of its own lines in flight: a new one goes
-    # out whenever one comes back, like a person who reads what they wrote.
     def line(t, i):
         return f"{t.name} {i:05d} {PAD}"
 
+    # seen[t][u]: how many of u's lines t has read; sent[u]: lines u sent.
+    seen = {t.name: {u.name: 0 for u in talkers} for t in talkers}
+    sent = {t.name: WINDOW for t in talkers}
+    by_name = {t.name: t for t in talkers}
+    assert TALKERS * WINDOW * len(line(talkers[0], 0)) < QUEUE
+
     def on_line(t, text):
         t.lines.append(text)
-        m = re.match(rf"<{t.name}> {t.name} (\d+) ", text)
-        if m and int(m.group(1)) + WINDOW < LINES:
-            t.sock.settimeout(10)
-            t.send(line(t, int(m.group(1)) + WINDOW))
-            t.sock.setblocking(False)
+        m = re.match(r"<(t\d)> \1 (\d+) ", text)
+        if not m:
+            return
+        u = m.group(1)
+        seen[t.name][u] = int(m.group(2)) + 1
+        read_by_all = min(seen[x][u] for x in seen)
+        while sent[u] < LINES and sent[u] < read_by_all + WINDOW:
+            by_name[u].sock.settimeout(10)
+            by_name[u].send(line(by_name[u], sent[u]))
+            by_name[u].sock.setblocking(False)
+            sent[u] += 1
 
     for t in talkers:
         t.sock.sendall("".join(line(t, i) + "\n" for i in range(WINDOW)).encode())

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -30,6 +31,9 @@
 #define PARTING_GRACE 5.0  /* seconds a leaving client gets to read its last line */
 #define SHUTDOWN_GRACE 2.0 /* ... and every client, when the server stops */
 #define ACCEPT_BACKOFF 0.5 /* pause after accept failed (out of descriptors) */
+#define SEND_BUFFER (32 * 1024) /* SO_SNDBUF of a client: Linux doubles it; chat lines are small */
+#define QUEUE_CEILING 4        /* times --max-queue: past it a client goes at once */
+#define TRIM_FLOOR (4 << 20)   /* queued bytes worth handing back after a storm */
 
 struct client {
     ac_dispatcher *d;
@@ -43,6 +47,9 @@ struct client {
     double line_at;              /* when the line being collected began; 0 = none */
     double due;                  /* when limit fires, while it is active */
     ac_timer *limit;             /* --nick-timeout and --line-timeout */
+    size_t counted;              /* its queue when last looked at, in S.queued */
+    bool over;                   /* its queue was over --max-queue ... */
+    double over_since;           /* ... since then */
 };
 
 struct notice { /* a line for the room, waiting for its turn */
@@ -55,11 +62,12 @@ static struct {
     const char *host; /* options */
     int port;
     long max_clients;
-    size_t max_line, max_queue;
-    double idle, nick_timeout, line_timeout;
+    size_t max_line, max_queue, max_total;
+    double idle, nick_timeout, line_timeout, slow_timeout;
     ac_map *map; /* state */
     ac_dispatcher *listener;
-    ac_timer *backoff, *deadline;
+    ac_timer *backoff, *deadline, *trim;
+    size_t queued, peak; /* every client's queue together (as last seen), and its top */
     struct client *head, *tail;
     long clients;
     struct notice *qhead, *qtail;
@@ -70,6 +78,8 @@ static struct {
     .max_clients = 1000,
     .max_line = 4096,
     .max_queue = 256 * 1024,
+    .max_total = 32 << 20,
+    .slow_timeout = 10,
     .nick_timeout = 30,
     .line_timeout = 60,
 };
@@ -106,16 +116,102 @@ static struct notice *notice_new(const char *fmt, va_list ap)
     return m;
 }
 
-/* Queue a line for c, unless that would put more than --max-queue bytes in
- * its queue: a client that does not read is let go, not waited for. */
+/* c's queue is now pending bytes: S.queued follows.  Between two looks a
+ * queue only shrinks (the library sends), so S.queued is never less than
+ * the truth; recount() makes it exact. */
+static void observe(struct client *c, size_t pending)
+{
+    S.queued = S.queued - c->counted + pending;
+    c->counted = pending;
+}
+
+/* Every queue looked at again; returns the client furthest behind. */
+static struct client *recount(void)
+{
+    struct client *worst = NULL;
+    S.queued = 0;
+    for (struct client *c = S.head; c; c = c->next) {
+        c->counted = ac_chat_pending(c->d);
+        S.queued += c->counted;
+        if (!worst || c->counted > worst->counted)
+            worst = c;
+    }
+    return worst;
+}
+
+/* Too slow is behind for some time, not at one instant (issue 8 item 14):
+ * a client that reads can fall past --max-queue in a burst, or while its
+ * machine is busy, and catch up.  It is let go when its queue has stayed
+ * over the limit for --slow-timeout, or would pass QUEUE_CEILING times it.
+ * Queues grow only here, so seeing one at or under the limit means it has
+ * not been over it all along. */
+static bool too_slow(struct client *c, size_t pending, size_t len)
+{
+    double now = ac_now(S.map);
+    if (pending <= S.max_queue)
+        c->over = false;
+    if (pending + len <= S.max_queue)
+        return false;
+    if (!c->over) {
+        c->over = true;
+        c->over_since = now;
+    }
+    return pending + len > QUEUE_CEILING * S.max_queue || now - c->over_since > S.slow_timeout;
+}
+
+/* All queues together would pass --max-total-queue (issue 8 item 13): let
+ * the clients furthest behind go until len more bytes fit.  False when c
+ * was one of them.  Dropping clients other than c is safe inside the walk
+ * of flush_room: their memory stays until the dispatch is over. */
+static bool make_room(struct client *c, size_t len)
+{
+    struct client *worst;
+    while ((worst = recount()) && S.queued + len > S.max_total) {
+        drop(worst, "too slow");
+        if (worst == c)
+            return false;
+    }
+    return true;
+}
+
+/* Glibc keeps freed memory for later: after a storm of lines for clients
+ * that did not read, 276 MB stayed with nobody left.  Once the queues are
+ * down to a quarter of their peak, hand it back. */
+static double trim_memory(ac_timer *t, void *arg)
+{
+    (void)t, (void)arg;
+    recount();
+    if (S.queued > S.peak / 4)
+        return 1.0; /* still busy: look again in a second */
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    S.peak = S.queued;
+    return -1;
+}
+
+/* Queue a line for c, unless c is too slow, or all the queues together
+ * are full: a client that does not read is let go, not waited for. */
 static void deliver(struct client *c, const char *text, size_t len)
 {
     if (c->gone)
         return;
-    if (ac_chat_pending(c->d) + len > S.max_queue)
+    size_t pending = ac_chat_pending(c->d);
+    observe(c, pending);
+    if (too_slow(c, pending, len)) {
         drop(c, "too slow");
-    else if (ac_chat_push(c->d, text, len) < 0)
+        return;
+    }
+    if (S.queued + len > S.max_total && !make_room(c, len))
+        return;
+    if (ac_chat_push(c->d, text, len) < 0)
         drop(c, "out of memory");
+    else if (!c->gone) /* the push may have sent, or failed and closed c */
+        observe(c, ac_chat_pending(c->d));
+    if (S.queued > S.peak)
+        S.peak = S.queued;
+    if (S.peak >= TRIM_FLOOR && !ac_timer_is_active(S.trim))
+        ac_timer_start(S.trim, 1.0);
 }
 
 static void vtell(struct client *c, const char *fmt, va_list ap)
@@ -149,7 +245,7 @@ static void flush_room(void)
         if (!(S.qhead = m->next))
             S.qtail = NULL;
         for (struct client *c = S.head, *next; c; c = next) {
-            next = c->next; /* deliver may unlink c, and only c */
+            next = c->next; /* deliver may unlink c, next or others: see make_room */
             if (c->name[0])
                 deliver(c, m->text, m->len);
         }
@@ -185,6 +281,7 @@ static void leave(struct client *c, const char *why)
         return;
     c->gone = true;
     ac_timer_stop(c->limit);
+    observe(c, 0); /* what it still holds is not counted (at most PARTING_GRACE) */
     *(c->prev ? &c->prev->next : &S.head) = c->next;
     *(c->next ? &c->next->prev : &S.tail) = c->prev;
     S.clients--;
@@ -198,10 +295,13 @@ static void leave(struct client *c, const char *why)
         room("* %s has left", c->name);
 }
 
-/* Now, whatever is still queued for c. */
+/* Now, whatever is still queued for c.  The queue is freed here, not once
+ * the dispatch is over: a storm can drop hundreds in one. */
 static void drop(struct client *c, const char *why)
 {
     leave(c, why);
+    if (!ac_is_closed(c->d))
+        ac_chat_discard_buffers(c->d);
     ac_close(c->d);
 }
 
@@ -591,6 +691,10 @@ static int listener_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *a
     strcpy(c->peer, peer);
     int one = 1; /* chat lines are small and should not wait for an ACK */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* What the kernel holds for a client that does not read: autotuned,
+     * it grows to tcp_wmem's maximum (4 MiB here) per client. */
+    int sndbuf = SEND_BUFFER;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     ac_chat_set_terminator(d, "\n", 1);
     ac_chat_set_max_input(d, S.max_line + 1);
     ac_chat_set_coalesce(d, true); /* a backlog of lines leaves in one sendmsg */
@@ -707,8 +811,13 @@ static const char usage[] =
     "  -p, --port PORT         port (default 7000; 0 = any free port, see the log)\n"
     "      --max-clients N     refuse connections past N clients (default 1000)\n"
     "      --max-line BYTES    longest line accepted (default 4096)\n"
-    "      --max-queue BYTES   output held for one client before it is dropped\n"
-    "                          as too slow (default 262144)\n"
+    "      --max-queue BYTES   output held for one client (default 262144)\n"
+    "      --slow-timeout SEC  drop a client as too slow when its output stays\n"
+    "                          over --max-queue for SEC seconds, or passes 4\n"
+    "                          times it (default 10)\n"
+    "      --max-total-queue BYTES\n"
+    "                          output held for all clients together; past it the\n"
+    "                          clients furthest behind are dropped (default 33554432)\n"
     "      --idle-timeout SEC  drop clients silent for SEC seconds (default 0 = never)\n"
     "      --nick-timeout SEC  drop clients without a name after SEC seconds\n"
     "                          (default 30; 0 = never)\n"
@@ -722,13 +831,16 @@ static const char usage[] =
 /* Fills S from argv.  Returns -1 to go on, else the exit status. */
 static int options(int argc, char **argv)
 {
-    enum { MAX_CLIENTS = 256, MAX_LINE, MAX_QUEUE, IDLE, NICK_TIMEOUT, LINE_TIMEOUT };
+    enum { MAX_CLIENTS = 256, MAX_LINE, MAX_QUEUE, MAX_TOTAL, SLOW, IDLE, NICK_TIMEOUT,
+           LINE_TIMEOUT };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"port", required_argument, NULL, 'p'},
         {"max-clients", required_argument, NULL, MAX_CLIENTS},
         {"max-line", required_argument, NULL, MAX_LINE},
         {"max-queue", required_argument, NULL, MAX_QUEUE},
+        {"max-total-queue", required_argument, NULL, MAX_TOTAL},
+        {"slow-timeout", required_argument, NULL, SLOW},
         {"idle-timeout", required_argument, NULL, IDLE},
         {"nick-timeout", required_argument, NULL, NICK_TIMEOUT},
         {"line-timeout", required_argument, NULL, LINE_TIMEOUT},
@@ -748,6 +860,8 @@ static int options(int argc, char **argv)
         case MAX_CLIENTS: ok = tool_number(optarg, 1, 1000000, &v), S.max_clients = (long)v; break;
         case MAX_LINE: ok = tool_number(optarg, 1, 1 << 30, &v), S.max_line = (size_t)v; break;
         case MAX_QUEUE: ok = tool_number(optarg, 1, 1ULL << 40, &v), S.max_queue = (size_t)v; break;
+        case MAX_TOTAL: ok = tool_number(optarg, 1, 1ULL << 40, &v), S.max_total = (size_t)v; break;
+        case SLOW: ok = tool_seconds(optarg, &S.slow_timeout); break;
         case IDLE: ok = tool_seconds(optarg, &S.idle); break;
         case NICK_TIMEOUT: ok = tool_seconds(optarg, &S.nick_timeout); break;
         case LINE_TIMEOUT: ok = tool_seconds(optarg, &S.line_timeout); break;
@@ -800,7 +914,8 @@ static bool setup(void)
         return false;
     S.backoff = ac_timer_new(S.map, resume_accepting, NULL);
     S.deadline = ac_timer_new(S.map, shutdown_deadline, NULL);
-    return S.backoff && S.deadline && ac_signal_watch(S.map, SIGINT, on_signal, NULL) == 0 &&
+    S.trim = ac_timer_new(S.map, trim_memory, NULL);
+    return S.backoff && S.deadline && S.trim && ac_signal_watch(S.map, SIGINT, on_signal, NULL) == 0 &&
            ac_signal_watch(S.map, SIGTERM, on_signal, NULL) == 0 && listen_on(S.host, S.port) == 0;
 }
 
@@ -823,6 +938,7 @@ int main(int argc, char **argv)
         ac_close_all(S.map, true);
         ac_timer_free(S.backoff);
         ac_timer_free(S.deadline);
+        ac_timer_free(S.trim);
         ac_map_free(S.map); /* runs the finalizers */
     }
     while (S.qhead) {
