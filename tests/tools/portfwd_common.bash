@@ -14,6 +14,9 @@
 #   conn_lines NAME REGEX    how many connection lines of NAME match REGEX
 #   cpu_ticks PID            utime + stime of PID, in clock ticks
 #   rss_kib PID              VmRSS of PID in KiB
+#   listens_on PID PORT      whether PID has a listening TCP socket on PORT
+#                            (asking PID itself: another program may have
+#                            been given a port that free_port let go)
 # shellcheck source=tests/examples/common.bash
 source "$(dirname "${BASH_SOURCE[0]}")/../examples/common.bash"
 
@@ -78,6 +81,31 @@ cpu_ticks() {
 
 rss_kib() {
     awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+listens_on() {
+    python3 - "$1" "$2" <<'EOF'
+import os, sys
+pid, port = sys.argv[1], int(sys.argv[2])
+mine = set()
+for fd in os.listdir("/proc/%s/fd" % pid):
+    try:
+        link = os.readlink("/proc/%s/fd/%s" % (pid, fd))
+    except OSError:
+        continue
+    if link.startswith("socket:["):
+        mine.add(link[8:-1])
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        lines = open(table).read().splitlines()[1:]
+    except OSError:
+        continue
+    for line in lines:
+        f = line.split()
+        if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port and f[9] in mine:
+            sys.exit(0)
+sys.exit(1)
+EOF
 }
 
 # The python servers the tests forward to.  Each prints its port first.
