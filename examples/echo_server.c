@@ -29,7 +29,7 @@
 #include <getopt.h>
 #include <unistd.h>
 
-#define DEFAULT_PORT 7007 /* asyncore's docs use 8080; 7 is echo's own port */
+#define DEFAULT_PORT "7007" /* asyncore's docs use 8080; 7 is echo's own port */
 #define READ_SIZE 65536   /* the sender's chunk cap: what arrived goes back in one send */
 #define HIGH_WATER (1024 * 1024)
 #define LOW_WATER (256 * 1024)
@@ -101,9 +101,22 @@ static int server_accepted(ac_dispatcher *server, int fd, const struct sockaddr 
     return 0;
 }
 
+/* An accept failure, EMFILE most likely: pause, do not close (W15). */
+static int server_error(ac_dispatcher *server, const ac_error *e)
+{
+    return ex_pause_accepting(server, ac_user(server), "echo_server", e);
+}
+
+static void server_finalize(ac_dispatcher *server)
+{
+    ac_timer_free(ac_user(server));
+}
+
 static const ac_handlers echo_server = {
     .name = "EchoServer",
     .handle_accepted = server_accepted,
+    .handle_error = server_error,
+    .finalize = server_finalize,
 };
 
 /* EchoServer(host, port): create_socket, set_reuse_addr, bind, listen. */
@@ -134,28 +147,35 @@ int main(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {"version", no_argument, NULL, 'V'},
                                          {NULL, 0, NULL, 0}};
-    const char *host = "127.0.0.1";
-    int port = DEFAULT_PORT, c;
+    const char *host = "127.0.0.1", *port_s = DEFAULT_PORT;
+    int c;
+    ex_name(argv, "echo_server");
     while ((c = getopt_long(argc, argv, "l:p:hV", opts, NULL)) != -1) {
         if (c == 'l')
             host = optarg;
         else if (c == 'p')
-            port = ex_port(optarg);
+            port_s = optarg;
         else
             return ex_usage(c, "echo_server", usage);
     }
     struct sockaddr_storage ss;
     socklen_t len;
-    if (port < 0 || optind < argc || ex_resolve(host, port, true, &ss, &len) != 0) {
-        fprintf(stderr, "echo_server: give a numeric address and a port 0-65535\n");
-        return ex_usage('?', "echo_server", usage);
-    }
+    int port = ex_port(port_s);
+    if (optind < argc)
+        return ex_bad_usage("echo_server", "unexpected argument '%s'", argv[optind]);
+    if (port < 0)
+        return ex_bad_usage("echo_server", "'%s' is not a port (0-65535)", port_s);
+    if (ex_resolve(host, port, true, &ss, &len) != 0)
+        return ex_bad_usage("echo_server", "'%s' is not a numeric IPv4 or IPv6 address", host);
 
     ac_map *m = ex_map_new("echo_server", NULL);
     if (!m)
         return 1;
     ac_dispatcher *server = ac_dispatcher_new(m, &echo_server, NULL);
-    int rc = server ? server_open(server, &ss, len) : -ENOMEM;
+    ac_timer *backoff = server ? ac_timer_new(m, ex_resume_accepting, server) : NULL;
+    if (backoff)
+        ac_set_user(server, backoff);
+    int rc = backoff ? server_open(server, &ss, len) : -ENOMEM;
     if (rc == 0) {
         char name[80];
         port = ex_bound_port(ac_fd(server), &ss); /* the kernel's choice for -p 0 */

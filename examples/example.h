@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,7 @@ static inline int ex_resolve(const char *host, int port, bool numeric, struct so
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
                              .ai_flags = numeric ? AI_NUMERICHOST : AI_ADDRCONFIG};
     struct addrinfo *res;
-    char serv[8];
+    char serv[12]; /* any int, so the compiler can see it fits */
     snprintf(serv, sizeof serv, "%d", port);
     int rc = getaddrinfo(host, serv, &hints, &res);
     if (rc)
@@ -70,15 +71,63 @@ static inline int ex_bound_port(int fd, struct sockaddr_storage *ss)
                                            : ((struct sockaddr_in *)ss)->sin_port);
 }
 
+/* getopt starts its messages with argv[0]: make that the short name, not
+ * the path the program was run by. */
+static inline void ex_name(char **argv, const char *name)
+{
+    argv[0] = (char *)name;
+}
+
 /* The end of an option loop: -h prints usage to stdout, -V the version
- * (exit status 0); anything else is a usage error (2). */
+ * (exit status 0).  Anything else is a usage error (2): getopt or the
+ * caller has said what is wrong, and a one-line hint follows. */
 static inline int ex_usage(int opt, const char *name, const char *usage)
 {
     if (opt == 'V')
         printf("%s (libasyncore) %s\n", name, AC_VERSION_STRING);
+    else if (opt == 'h')
+        fputs(usage, stdout);
     else
-        fputs(usage, opt == 'h' ? stdout : stderr);
+        fprintf(stderr, "Try '%s --help' for more information.\n", name);
     return opt == 'h' || opt == 'V' ? 0 : 2;
+}
+
+/* asyncore closes a listener on any accept failure but EAGAIN (W15), so
+ * out of descriptors (EMFILE) a server would stop serving for good.  The
+ * examples pause accepting instead, and resume after a moment: meanwhile
+ * new clients wait in the listen backlog. */
+#define EX_ACCEPT_BACKOFF 0.1 /* seconds */
+
+static inline double ex_resume_accepting(ac_timer *t, void *listener)
+{
+    (void)t;
+    ac_set_reading(listener, true);
+    return -1;
+}
+
+/* For a listener's handle_error; backoff is ac_timer_new(m,
+ * ex_resume_accepting, listener), freed in the listener's finalize. */
+static inline int ex_pause_accepting(ac_dispatcher *listener, ac_timer *backoff, const char *name,
+                                     const ac_error *e)
+{
+    fprintf(stderr, "%s: %s: %s; accepting again in %g s\n", name, e->op, strerror(e->err),
+            EX_ACCEPT_BACKOFF);
+    ac_set_reading(listener, false);
+    return ac_timer_start(backoff, EX_ACCEPT_BACKOFF) < 0 ? ac_close(listener) : 0;
+}
+
+/* A usage error: "NAME: what is wrong", then the one-line hint.  Returns
+ * the exit status, 2. */
+__attribute__((format(printf, 2, 3))) static inline int ex_bad_usage(const char *name,
+                                                                     const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", name);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help' for more information.\n", name);
+    return 2;
 }
 
 static inline int ex_on_signal(ac_map *m, int signo, void *arg)
@@ -89,13 +138,24 @@ static inline int ex_on_signal(ac_map *m, int signo, void *arg)
     return AC_EXIT_NOW; /* asyncore's ExitNow: ac_loop returns it */
 }
 
+/* The library's log lines, "NAME: TYPE: message" like every other line
+ * the program prints (the default hook writes "TYPE: message"). */
+static inline void ex_log(ac_dispatcher *d, const char *type, const char *msg, void *name)
+{
+    (void)d;
+    fprintf(stderr, "%s: %s: %s\n", (const char *)name, type, msg);
+}
+
 /* A map whose loop SIGINT and SIGTERM end with AC_EXIT_NOW (storing the
  * signal in *got, if not NULL).  A peer gone away must not kill us, so
  * SIGPIPE is ignored.  NULL, after saying why, if that failed. */
 static inline ac_map *ex_map_new(const char *name, int *got)
 {
     ac_map *m;
+    ac_set_log_hook(ex_log, (void *)name);
     int rc = ac_map_new(&m, AC_POLLER_DEFAULT);
+    if (rc == -EINVAL && getenv("AC_POLLER"))
+        return NULL; /* the library has named AC_POLLER and its value */
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", name, strerror(-rc));
         return NULL;

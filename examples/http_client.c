@@ -21,8 +21,9 @@
  *
  * The response (headers and body) goes to standard output as it arrives.
  * Exit status: 0 when a response was received and the server closed the
- * connection; 1 when the connection failed, broke or timed out, or the
- * server sent nothing; 2 for bad arguments.
+ * connection; 1 when the connection failed, broke (a reset, even after
+ * the body began) or timed out, the server sent nothing, or the body is
+ * shorter than its Content-Length; 2 for bad arguments.
  *
  * usage: http_client [-t SECONDS] HOST PORT PATH
  *        http_client [-t SECONDS] http://HOST[:PORT][/PATH]
@@ -30,13 +31,20 @@
 #include "example.h"
 
 #include <getopt.h>
+#include <strings.h>
 
 struct http_client {
     char buffer[2048]; /* the request; what is left of it to send */
     size_t len;
     const char *where; /* "HOST:PORT", for messages */
     size_t received;
-    int status; /* exit status so far */
+    int status;          /* exit status so far */
+    bool in_recv;        /* handle_close runs inside ac_recv: errno says why */
+    char head[8192];     /* the response's headers, as they arrive */
+    size_t head_len;     /* bytes in head */
+    bool in_body;        /* the headers are over (or too long to follow) */
+    long long length;    /* Content-Length, or -1 */
+    unsigned long long body; /* body bytes received */
 };
 
 /* Say why, once: poll-style dispatch may call handlers again on a channel
@@ -75,27 +83,69 @@ static int client_handle_write(ac_dispatcher *d)
     return 0;
 }
 
+/* Follow the response as it passes: where the headers end, the
+ * Content-Length they give, and how much body came, for handle_close. */
+static void follow(struct http_client *c, const char *data, size_t n)
+{
+    if (c->in_body) {
+        c->body += n;
+        return;
+    }
+    size_t room = sizeof c->head - 1 - c->head_len, take = n < room ? n : room;
+    memcpy(c->head + c->head_len, data, take);
+    c->head_len += take;
+    c->head[c->head_len] = '\0';
+    char *end = strstr(c->head, "\r\n\r\n");
+    if (!end) {
+        c->in_body = take < n; /* headers beyond 8 KiB: stop following */
+        return;
+    }
+    c->in_body = true;
+    c->body = c->head_len - (size_t)(end + 4 - c->head) + (n - take);
+    for (char *line = strstr(c->head, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n"))
+        if (strncasecmp(line + 2, "Content-Length:", 15) == 0)
+            c->length = strtoll(line + 17, NULL, 10);
+}
+
 static int client_handle_read(ac_dispatcher *d)
 {
     struct http_client *c = ac_user(d);
     char data[8192];
+    errno = 0; /* a clean EOF leaves it 0 for handle_close */
+    c->in_recv = true;
     ssize_t n = ac_recv(d, data, sizeof data);
+    c->in_recv = false;
     if (n == -EAGAIN)
         return 0;
-    if (n <= 0) /* 0: EOF, handle_close has run */
+    if (n <= 0) /* 0: EOF or a reset, handle_close has run (S11) */
         return (int)n;
     c->received += (size_t)n;
+    follow(c, data, (size_t)n);
     errno = 0;
     if (fwrite(data, 1, (size_t)n, stdout) != (size_t)n)
         return AC_RAISE(d, errno ? errno : EIO, "write to standard output");
     return 0;
 }
 
+/* The end of the response, or not.  ac_recv calls this at EOF and for a
+ * reset alike (S11), with recv's errno still set for a reset; poll and
+ * epoll call it for POLLHUP/POLLERR (L13), the reset then still pending in
+ * SO_ERROR. */
 static int client_handle_close(ac_dispatcher *d)
 {
     struct http_client *c = ac_user(d);
-    if (c->len > 0 || c->received == 0) /* fail() closes, and only once */
-        fail(d, "connection closed without a response", 0);
+    int err = c->in_recv ? errno : ac_socket_error(d);
+    err = err > 0 ? err : 0;
+    char why[96];
+    if (c->len > 0 || c->received == 0) { /* fail() closes, and only once */
+        fail(d, "connection closed without a response", err);
+    } else if (err) {
+        fail(d, "connection broken", err);
+    } else if (c->length >= 0 && c->body < (unsigned long long)c->length) {
+        snprintf(why, sizeof why, "connection closed after %llu of %lld body bytes", c->body,
+                 c->length);
+        fail(d, why, 0);
+    }
     ac_close(d);
     return 0;
 }
@@ -169,27 +219,26 @@ int main(int argc, char **argv)
     double timeout = 30.0;
     int opt;
     char *end;
+    ex_name(argv, "http_client");
     while ((opt = getopt_long(argc, argv, "t:hV", opts, NULL)) != -1) {
         if (opt != 't')
             return ex_usage(opt, "http_client", usage);
         timeout = strtod(optarg, &end);
-        if (end == optarg || *end || !(timeout > 0)) {
-            fprintf(stderr, "http_client: bad timeout '%s'\n", optarg);
-            return 2;
-        }
+        if (end == optarg || *end || !(timeout > 0))
+            return ex_bad_usage("http_client", "'%s' is not a timeout (seconds > 0)", optarg);
     }
     char *host, *port_s, *path;
-    if (argc - optind == 3 && argv[optind + 2][0] == '/') {
-        host = argv[optind], port_s = argv[optind + 1], path = argv[optind + 2] + 1;
+    if (argc - optind == 3) { /* PATH with or without its leading '/' */
+        host = argv[optind], port_s = argv[optind + 1], path = argv[optind + 2];
+        path += *path == '/';
     } else if (argc - optind != 1 || !split_url(argv[optind], &host, &port_s, &path)) {
-        fprintf(stderr, "http_client: give HOST PORT /PATH, or an http:// URL\n");
-        return ex_usage('?', "http_client", usage);
+        return ex_bad_usage("http_client", "%s", "give HOST PORT PATH, or an http:// URL");
     }
     int port = ex_port(port_s);
-    if (port <= 0 || strpbrk(path, " \r\n")) {
-        fprintf(stderr, "http_client: bad port '%s' or path '/%s'\n", port_s, path);
-        return 2;
-    }
+    if (port <= 0)
+        return ex_bad_usage("http_client", "'%s' is not a port (1-65535)", port_s);
+    if (strpbrk(path, " \r\n"))
+        return ex_bad_usage("http_client", "'%s': a path has no spaces or line breaks", path);
 
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -200,13 +249,11 @@ int main(int argc, char **argv)
     }
     char where[300];
     snprintf(where, sizeof where, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-    struct http_client client = {.where = where};
+    struct http_client client = {.where = where, .length = -1};
     int n = snprintf(client.buffer, sizeof client.buffer, "GET /%s HTTP/1.0\r\nHost: %s\r\n\r\n",
                      path, where);
-    if (n < 0 || (size_t)n >= sizeof client.buffer) {
-        fprintf(stderr, "http_client: the request is too long\n");
-        return 2;
-    }
+    if (n < 0 || (size_t)n >= sizeof client.buffer)
+        return ex_bad_usage("http_client", "%s", "the request is too long");
     client.len = (size_t)n;
 
     int signo = 0;

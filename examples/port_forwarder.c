@@ -165,25 +165,34 @@ int main(int argc, char **argv)
                                          {"version", no_argument, NULL, 'V'},
                                          {NULL, 0, NULL, 0}};
     const char *local_ip = "127.0.0.1", *remote_ip = "127.0.0.1";
-    int local_port = -1, remote_port = -1, c;
+    const char *local_s = NULL, *remote_s = NULL;
+    int c;
+    ex_name(argv, "port_forwarder");
     while ((c = getopt_long(argc, argv, "l:p:r:P:hV", opts, NULL)) != -1) {
         if (c == 'l')
             local_ip = optarg;
         else if (c == 'p')
-            local_port = ex_port(optarg);
+            local_s = optarg;
         else if (c == 'r')
             remote_ip = optarg;
         else if (c == 'P')
-            remote_port = ex_port(optarg);
+            remote_s = optarg;
         else
             return ex_usage(c, "port_forwarder", usage);
     }
+    if (optind < argc)
+        return ex_bad_usage("port_forwarder", "unexpected argument '%s'", argv[optind]);
+    if (!local_s || !remote_s)
+        return ex_bad_usage("port_forwarder", "%s", "give both -p PORT and -P PORT");
+    int local_port = ex_port(local_s), remote_port = ex_port(remote_s);
+    if (local_port < 0)
+        return ex_bad_usage("port_forwarder", "'%s' is not a port (0-65535)", local_s);
+    if (remote_port <= 0)
+        return ex_bad_usage("port_forwarder", "'%s' is not a remote port (1-65535)", remote_s);
     struct remote remote;
-    if (optind < argc || local_port < 0 || remote_port <= 0 ||
-        ex_resolve(remote_ip, remote_port, true, &remote.addr, &remote.len) != 0) {
-        fprintf(stderr, "port_forwarder: give -p PORT and -P PORT, IPs in numeric form\n");
-        return ex_usage('?', "port_forwarder", usage);
-    }
+    if (ex_resolve(remote_ip, remote_port, true, &remote.addr, &remote.len) != 0)
+        return ex_bad_usage("port_forwarder", "'%s' is not a numeric IPv4 or IPv6 address",
+                            remote_ip);
     ac_map *m = ex_map_new("port_forwarder", NULL);
     if (!m)
         return 1;

@@ -22,7 +22,7 @@
 #include <getopt.h>
 #include <unistd.h>
 
-#define DEFAULT_PORT 7008 /* echo_server's port + 1, so both can run */
+#define DEFAULT_PORT "7008" /* echo_server's port + 1, so both can run */
 
 /* ------------------------------------------------------- the "class" */
 
@@ -42,6 +42,7 @@ struct tcp_server {
     const server_hooks *hooks;
     struct sockaddr_storage server_address; /* after server_bind: the bound address */
     int request_queue_size;                 /* listen backlog; socketserver's is 5 */
+    ac_timer *backoff;                      /* resumes accepting after EMFILE */
     void *user;                             /* the subclass's state */
 };
 
@@ -80,9 +81,25 @@ static int tcp_server_accepted(ac_dispatcher *d, int fd, const struct sockaddr *
     return s->hooks->process_request(s, fd, addr);
 }
 
+/* An accept failure, EMFILE most likely: socketserver would raise it out
+ * of serve_forever, asyncore would close the listener (W15).  Pause. */
+static int tcp_server_error(ac_dispatcher *d, const ac_error *e)
+{
+    tcp_server *s = ac_user(d);
+    return ex_pause_accepting(d, s->backoff, "socketserver_echo", e);
+}
+
+static void tcp_server_finalize(ac_dispatcher *d)
+{
+    tcp_server *s = ac_user(d);
+    ac_timer_free(s->backoff);
+}
+
 static const ac_handlers tcp_server_handlers = {
     .name = "TCPServer",
     .handle_accepted = tcp_server_accepted,
+    .handle_error = tcp_server_error,
+    .finalize = tcp_server_finalize,
 };
 
 /* TCPServer(server_address, ...) with bind_and_activate=True.  0 or -errno. */
@@ -93,6 +110,9 @@ static int tcp_server_init(tcp_server *s, ac_map *m, const struct sockaddr_stora
         .hooks = hooks, .server_address = *address, .request_queue_size = 5, .user = user};
     s->socket = ac_dispatcher_new(m, &tcp_server_handlers, s);
     if (!s->socket)
+        return -ENOMEM;
+    s->backoff = ac_timer_new(m, ex_resume_accepting, s->socket);
+    if (!s->backoff)
         return -ENOMEM;
     int rc = ac_create_socket(s->socket, address->ss_family, SOCK_STREAM);
     if (rc == 0)
@@ -194,26 +214,32 @@ int main(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'},      {"port", required_argument, NULL, 'p'},
         {"max-clients", required_argument, NULL, 'm'}, {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},           {NULL, 0, NULL, 0}};
-    const char *host = "127.0.0.1";
-    int port = DEFAULT_PORT, c;
-    struct echo_service svc = {0};
+    const char *host = "127.0.0.1", *port_s = DEFAULT_PORT, *max_s = "0";
+    int c;
+    ex_name(argv, "socketserver_echo");
     while ((c = getopt_long(argc, argv, "l:p:m:hV", opts, NULL)) != -1) {
         if (c == 'l')
             host = optarg;
         else if (c == 'p')
-            port = ex_port(optarg);
+            port_s = optarg;
         else if (c == 'm')
-            svc.max_clients = ex_port(optarg); /* 0-65535 suits a limit too */
+            max_s = optarg;
         else
             return ex_usage(c, "socketserver_echo", usage);
     }
     struct sockaddr_storage address;
     socklen_t len;
-    if (optind < argc || port < 0 || svc.max_clients < 0 ||
-        ex_resolve(host, port, true, &address, &len) != 0) {
-        fprintf(stderr, "socketserver_echo: bad address, port, limit or argument\n");
-        return ex_usage('?', "socketserver_echo", usage);
-    }
+    int port = ex_port(port_s);
+    struct echo_service svc = {.max_clients = ex_port(max_s)}; /* 0-65535 suits a limit too */
+    if (optind < argc)
+        return ex_bad_usage("socketserver_echo", "unexpected argument '%s'", argv[optind]);
+    if (port < 0)
+        return ex_bad_usage("socketserver_echo", "'%s' is not a port (0-65535)", port_s);
+    if (svc.max_clients < 0)
+        return ex_bad_usage("socketserver_echo", "'%s' is not a client limit (0-65535)", max_s);
+    if (ex_resolve(host, port, true, &address, &len) != 0)
+        return ex_bad_usage("socketserver_echo", "'%s' is not a numeric IPv4 or IPv6 address",
+                            host);
 
     ac_map *m = ex_map_new("socketserver_echo", NULL);
     if (!m)

@@ -2,9 +2,11 @@
 # examples/http_client end to end against a small HTTP/1.0 server written
 # here (it binds port 0 and prints its port): the request line and Host
 # header, the whole response on stdout byte for byte, exit 0; both argument
-# forms; and non-zero exits with a clear message for a refused connection,
-# a server that closes without answering, a server that never answers
-# (-t), and bad arguments.  The main cases run on every poller.
+# forms (PATH with or without its slash); and non-zero exits with a clear
+# message for a refused connection, a server that closes without
+# answering, a reset in the middle of the body, a body shorter than its
+# Content-Length (issue 8 item 18), a server that never answers (-t), and
+# bad arguments.  The main cases run on every poller.
 # shellcheck source=tests/examples/common.bash
 source "$(dirname "$0")/common.bash"
 need_example http_client
@@ -15,14 +17,13 @@ expect_status 0 "$HC" --version
 expect_status 2 "$HC"
 expect_status 2 "$HC" 127.0.0.1 80
 expect_status 2 "$HC" 127.0.0.1 0 /
-expect_status 2 "$HC" 127.0.0.1 80 no-slash
 expect_status 2 "$HC" ftp://127.0.0.1/
 expect_status 2 "$HC" -t 0 http://127.0.0.1/
 ok "options"
 
 head -c 300000 /dev/urandom >"$TMP/body"
 cat >"$TMP/server.py" <<'PY'
-import socket, socketserver, sys
+import socket, socketserver, struct, sys
 body = open(sys.argv[1], "rb").read()
 log = open(sys.argv[2], "a", buffering=1)
 
@@ -41,6 +42,20 @@ class Handler(socketserver.BaseRequestHandler):
             return                      # close without a word
         if path == "/hang":
             self.request.recv(1)        # until the client gives up
+            return
+        head = b"HTTP/1.0 200 OK\r\n"
+        if path != "/reset-nolength":
+            head += b"Content-Length: %d\r\n" % len(body)
+        if path == "/short":            # closes after 1000 of 300000 bytes
+            self.request.sendall(head + b"\r\n" + body[:1000])
+            return
+        if path.startswith("/reset"):   # resets after 20000 bytes of the body
+            # Less than the client's first receive window, so all of it is in
+            # its receive queue (read before the reset) when sendall returns;
+            # more could still sit in our send buffer, which the reset drops.
+            self.request.sendall(head + b"\r\n" + body[:20000])
+            self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.request.close()        # now, before socketserver's shutdown sends a FIN
             return
         self.request.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n"
                              b"Content-Length: %d\r\n\r\n" % len(body) + body)
@@ -69,6 +84,32 @@ for poller in epoll poll select; do
     tail -n1 "$TMP/requests.log" | grep -qF "['GET /file HTTP/1.0', 'Host: 127.0.0.1:$hport']" ||
         fail "$poller: request was $(tail -n1 "$TMP/requests.log")"
     ok "$poller: HOST PORT PATH: 300 KB body intact, exit 0"
+
+    # Item 18: PATH without its leading slash, as the usage writes it.
+    expect_status 0 "$HC" 127.0.0.1 "$hport" file
+    body_of "$TMP/cmd.out" | cmp -s - "$TMP/body" || fail "$poller: the body differs (no slash)"
+    tail -n1 "$TMP/requests.log" | grep -qF "'GET /file HTTP/1.0'" ||
+        fail "$poller: no slash: request was $(tail -n1 "$TMP/requests.log")"
+    ok "$poller: HOST PORT PATH without the leading slash"
+
+    # Item 18: a body cut short is a failure, whether by a reset (with or
+    # without Content-Length) or by a close before Content-Length bytes.
+    for what in reset reset-nolength; do
+        expect_status 1 "$HC" 127.0.0.1 "$hport" /$what
+        # All of it under select; under poll and epoll what one read takes
+        # before the loop sees POLLHUP and closes (asyncore's readwrite).
+        body_of "$TMP/cmd.out" >"$TMP/got"
+        got=$(wc -c <"$TMP/got")
+        [ "$got" -gt 0 ] && [ "$got" -le 20000 ] && cmp -s "$TMP/got" <(head -c "$got" "$TMP/body") ||
+            fail "$poller: $what: $got bytes, not the start of the body"
+        grep -qx "http_client: 127.0.0.1:$hport: connection broken: Connection reset by peer" \
+            "$TMP/cmd.err" || fail "$poller: $what: '$(cat "$TMP/cmd.err")'"
+        ok "$poller: reset after 20000 body bytes ($what, $got came): exit 1, says so"
+    done
+    expect_status 1 "$HC" 127.0.0.1 "$hport" /short
+    grep -qx "http_client: 127.0.0.1:$hport: connection closed after 1000 of 300000 body bytes" \
+        "$TMP/cmd.err" || fail "$poller: short: '$(cat "$TMP/cmd.err")'"
+    ok "$poller: body shorter than Content-Length: exit 1, says so"
 
     expect_status 0 "$HC" "http://127.0.0.1:$hport/file?x=1"
     body_of "$TMP/cmd.out" | cmp -s - "$TMP/body" || fail "$poller: the body differs (URL form)"
