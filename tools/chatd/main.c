@@ -48,6 +48,7 @@ struct client {
     double due;                  /* when limit fires, while it is active */
     ac_timer *limit;             /* --nick-timeout and --line-timeout */
     size_t counted;              /* its queue when last looked at, in S.queued */
+    double read_at;              /* when its queue was last seen shorter */
     bool over;                   /* its queue was over --max-queue ... */
     double over_since;           /* ... since then */
 };
@@ -68,6 +69,7 @@ static struct {
     ac_dispatcher *listener;
     ac_timer *backoff, *deadline, *trim;
     size_t queued, peak; /* every client's queue together (as last seen), and its top */
+    struct client *speaker; /* whose line is being handled */
     struct client *head, *tail;
     long clients;
     struct notice *qhead, *qtail;
@@ -118,22 +120,29 @@ static struct notice *notice_new(const char *fmt, va_list ap)
 
 /* c's queue is now pending bytes: S.queued follows.  Between two looks a
  * queue only shrinks (the library sends), so S.queued is never less than
- * the truth; recount() makes it exact. */
+ * the truth; recount() makes it exact.  A queue seen shorter than last time
+ * means c has been reading (one seen empty may only have gone to the
+ * kernel's buffer, which a client that never reads also fills). */
 static void observe(struct client *c, size_t pending)
 {
+    if (pending < c->counted || pending == 0)
+        c->read_at = ac_now(S.map);
     S.queued = S.queued - c->counted + pending;
     c->counted = pending;
 }
 
-/* Every queue looked at again; returns the client furthest behind. */
+/* Every queue looked at again; returns the client furthest behind: the
+ * one that has gone longest without reading, not the longest queue, which
+ * may be a reader's burst.  The client whose lines are being handled is
+ * last in line: what is queued for it now waits for the end of its read
+ * (coalesced sending), not for it. */
 static struct client *recount(void)
 {
     struct client *worst = NULL;
-    S.queued = 0;
     for (struct client *c = S.head; c; c = c->next) {
-        c->counted = ac_chat_pending(c->d);
-        S.queued += c->counted;
-        if (!worst || c->counted > worst->counted)
+        observe(c, ac_chat_pending(c->d));
+        if (c->counted && (!worst || (worst == S.speaker && c != S.speaker) ||
+                           (c != S.speaker && c->read_at < worst->read_at)))
             worst = c;
     }
     return worst;
@@ -601,7 +610,9 @@ static int client_found_terminator(ac_dispatcher *d)
         return 0;
     }
     c->line[len] = '\0';
+    S.speaker = c;
     on_line(c, c->line, len);
+    S.speaker = NULL;
     return 0;
 }
 
@@ -700,7 +711,7 @@ static int listener_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *a
     ac_chat_set_coalesce(d, true); /* a backlog of lines leaves in one sendmsg */
     if (S.idle > 0)
         ac_set_idle_timeout(d, S.idle);
-    c->since = ac_now(S.map);
+    c->since = c->read_at = ac_now(S.map);
     arm_limit(c);
     c->prev = S.tail;
     *(S.tail ? &S.tail->next : &S.head) = c;
@@ -817,7 +828,7 @@ static const char usage[] =
     "                          times it (default 10)\n"
     "      --max-total-queue BYTES\n"
     "                          output held for all clients together; past it the\n"
-    "                          clients furthest behind are dropped (default 33554432)\n"
+    "                          clients longest without reading go (default 33554432)\n"
     "      --idle-timeout SEC  drop clients silent for SEC seconds (default 0 = never)\n"
     "      --nick-timeout SEC  drop clients without a name after SEC seconds\n"
     "                          (default 30; 0 = never)\n"
