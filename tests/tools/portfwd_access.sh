@@ -78,7 +78,8 @@ expect() {
 try_all() {
     local i ports=() got
     for i in $(seq "$n"); do
-        for _ in $(seq 200); do [ "$(pf_ports "a$i" | wc -l)" -ge 3 ] && break; sleep 0.05; done
+        local deadline=$((SECONDS + 60))
+        while [ "$(pf_ports "a$i" | wc -l)" -lt 3 ] && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
         [ "$(pf_ports "a$i" | wc -l)" -eq 3 ] || fail "a$i: not 3 listeners: $(cat "$TMP/a$i.err")"
         ports+=($(pf_ports "a$i"))
     done
@@ -166,8 +167,9 @@ for try in 1 2 3; do
         "$P" "$E" "$P" "$E" "$E" "$E" >"$TMP/nodup.conf"
     start "nodup$try" "$PF" --threads 2 -c "$TMP/nodup.conf"
     nodup=$PID
-    for _ in $(seq 200); do
-        [ "$(pf_ports "nodup$try" | wc -l)" -ge 4 ] || ! kill -0 "$nodup" 2>/dev/null && break
+    deadline=$((SECONDS + 60))
+    while [ "$(pf_ports "nodup$try" | wc -l)" -lt 4 ] && kill -0 "$nodup" 2>/dev/null &&
+        [ $SECONDS -lt $deadline ]; do
         sleep 0.05
     done
     kill -0 "$nodup" 2>/dev/null && break

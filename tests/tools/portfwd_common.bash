@@ -1,7 +1,9 @@
 # Sourced by tests/tools/portfwd_*.sh (not a test itself: CTest takes *.sh
 # only).  On top of tests/examples/common.bash (start, wait_line, finish,
 # stop, fail, ok, free_port, no_sanitizer_reports; every process stopped by
-# its PID, every wait bounded, every port from the kernel):
+# its PID, every wait bounded, every port from the kernel; a program's
+# start is waited for up to 60 s, which a python takes on a machine loaded
+# ten times over):
 #
 #   PF                       the portfwd binary
 #   start_pf NAME ARGS...    run portfwd, wait for its first "listening on"
@@ -35,7 +37,7 @@ start_pf() {
     shift
     start "$name" "$PF" "$@"
     PF_PID=$PID
-    local line deadline=$((SECONDS + 15))
+    local line deadline=$((SECONDS + 60))
     while ! grep -Eq 'listening on .* port [0-9]+, forwarding to ' "$TMP/$name.err" 2>/dev/null &&
         kill -0 "$PF_PID" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
         sleep 0.05
@@ -66,7 +68,7 @@ start_py() {
     shift
     start "$name" python3 "$@"
     PY_PID=$PID
-    PY_PORT=$(wait_out "$name" '^[0-9]+$' 15)
+    PY_PORT=$(wait_out "$name" '^[0-9]+$' 60)
 }
 
 conn_lines() {

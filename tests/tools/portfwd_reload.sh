@@ -45,7 +45,7 @@ hups() {
     for _ in $(seq "$3"); do
         done=$((done + 1))
         kill -HUP "$2"
-        local deadline=$((SECONDS + 10))
+        local deadline=$((SECONDS + 60))
         while [ "$(grep -c 'SIGHUP: 1 rules loaded' "$TMP/$1.err" || true)" -lt "$done" ]; do
             [ $SECONDS -lt $deadline ] || fail "$1: reload $done did not happen"
             sleep 0.01

@@ -52,7 +52,7 @@ stepper() {
     python3 "$TMP/stepper.py" "$2" <&"$fd" >"$TMP/$1.out" 2>"$TMP/$1.err" &
     PIDS+=("$!")
     eval "pid_$1=$!"
-    wait_out "$1" '^connected$' 10 >/dev/null
+    wait_out "$1" '^connected$' 60 >/dev/null
 }
 step() { # NAME COMMAND: run a step and wait for its "ok"
     local fd=fd_$1 pid=pid_$1 want
@@ -162,7 +162,7 @@ start busy python3 -c '
 import socket, time
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
 print(s.getsockname()[1], flush=True); time.sleep(60)'
-wait_out busy '^[0-9]+$' 10 >/dev/null
+wait_out busy '^[0-9]+$' 60 >/dev/null
 P4=$(head -n1 "$TMP/busy.out") P5=$(free_port)
 printf '127.0.0.1 %s 127.0.0.1 %s\n127.0.0.1 %s 127.0.0.1 %s\n127.0.0.1 %s 127.0.0.1 %s\n' \
     "$P1" "$E" "$P5" "$E" "$P4" "$E" >"$TMP/pf.conf"
