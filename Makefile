@@ -10,7 +10,8 @@
 RUN_CMD ?= build/examples/echo_server
 PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 20
-CTEST_JOBS ?= 2
+# Tests run side by side (every test takes kernel-chosen ports): one per core.
+CTEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 SHELL := /bin/bash
 CMAKE_GEN := -G Ninja
