@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #define DEFAULT_PORT "7007" /* asyncore's docs use 8080; 7 is echo's own port */
-#define READ_SIZE 65536   /* the sender's chunk cap: what arrived goes back in one send */
+#define READ_SIZE 65536     /* the sender's chunk cap: what arrived goes back in one send */
 #define HIGH_WATER (1024 * 1024)
 #define LOW_WATER (256 * 1024)
 
@@ -107,10 +107,7 @@ static int server_error(ac_dispatcher *server, const ac_error *e)
     return ex_pause_accepting(server, ac_user(server), "echo_server", e);
 }
 
-static void server_finalize(ac_dispatcher *server)
-{
-    ac_timer_free(ac_user(server));
-}
+static void server_finalize(ac_dispatcher *server) { ac_timer_free(ac_user(server)); }
 
 static const ac_handlers echo_server = {
     .name = "EchoServer",

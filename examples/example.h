@@ -73,10 +73,7 @@ static inline int ex_bound_port(int fd, struct sockaddr_storage *ss)
 
 /* getopt starts its messages with argv[0]: make that the short name, not
  * the path the program was run by. */
-static inline void ex_name(char **argv, const char *name)
-{
-    argv[0] = (char *)name;
-}
+static inline void ex_name(char **argv, const char *name) { argv[0] = (char *)name; }
 
 /* The end of an option loop: -h prints usage to stdout, -V the version
  * (exit status 0).  Anything else is a usage error (2): getopt or the

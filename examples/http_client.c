@@ -38,12 +38,12 @@ struct http_client {
     size_t len;
     const char *where; /* "HOST:PORT", for messages */
     size_t received;
-    int status;          /* exit status so far */
-    bool in_recv;        /* handle_close runs inside ac_recv: errno says why */
-    char head[8192];     /* the response's headers, as they arrive */
-    size_t head_len;     /* bytes in head */
-    bool in_body;        /* the headers are over (or too long to follow) */
-    long long length;    /* Content-Length, or -1 */
+    int status;              /* exit status so far */
+    bool in_recv;            /* handle_close runs inside ac_recv: errno says why */
+    char head[8192];         /* the response's headers, as they arrive */
+    size_t head_len;         /* bytes in head */
+    bool in_body;            /* the headers are over (or too long to follow) */
+    long long length;        /* Content-Length, or -1 */
     unsigned long long body; /* body bytes received */
 };
 
