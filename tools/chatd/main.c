@@ -48,7 +48,7 @@ struct client {
     double due;                  /* when limit fires, while it is active */
     ac_timer *limit;             /* --nick-timeout and --line-timeout */
     size_t counted;              /* its queue when last looked at, in S.queued */
-    double read_at;              /* when its queue was last seen shorter */
+    double read_at;              /* when its queue was last seen empty */
     bool over;                   /* its queue was over --max-queue ... */
     double over_since;           /* ... since then */
 };
@@ -120,12 +120,12 @@ static struct notice *notice_new(const char *fmt, va_list ap)
 
 /* c's queue is now pending bytes: S.queued follows.  Between two looks a
  * queue only shrinks (the library sends), so S.queued is never less than
- * the truth; recount() makes it exact.  A queue seen shorter than last time
- * means c has been reading (one seen empty may only have gone to the
- * kernel's buffer, which a client that never reads also fills). */
+ * the truth; recount() makes it exact.  A queue seen empty means c has
+ * been keeping up; one that only got shorter proves little, since the
+ * kernel takes a trickle now and then from a client that never reads. */
 static void observe(struct client *c, size_t pending)
 {
-    if (pending < c->counted || pending == 0)
+    if (pending == 0)
         c->read_at = ac_now(S.map);
     S.queued = S.queued - c->counted + pending;
     c->counted = pending;
