@@ -467,8 +467,14 @@ static void pause_accepting(struct worker *w, const char *what, const char *op, 
     ac_timer_start(w->backoff, ACCEPT_BACKOFF);
 }
 
-static bool out_of_resources(int rc)
+/* Whether a failed step is worth retrying once descriptors or memory are
+ * free again.  The relay's -EMFILE is not: its sockets exist, and a map
+ * on select refuses a descriptor >= FD_SETSIZE (that client fails, the
+ * others go on; waiting would not make its number smaller). */
+static bool out_of_resources(int rc, const char *op)
 {
+    if (rc == -EMFILE && !strcmp(op, "relay"))
+        return false;
     return rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS || rc == -ENOMEM;
 }
 
@@ -503,7 +509,7 @@ static void serve(struct worker *w, struct conn *c)
     int rc = start_relay(w->map, c, &op);
     if (rc == 0)
         return;
-    if (!out_of_resources(rc)) {
+    if (!out_of_resources(rc, op)) {
         conn_fail(c, AC_RELAY_CONNECT_FAILED, -rc); /* the others go on */
         return;
     }
