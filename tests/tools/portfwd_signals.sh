@@ -181,7 +181,7 @@ ok "SIGUSR1 after the failed reload: the 2 rules that serve, their counts across
 stop "$fwd_pid"
 
 # ---- SIGUSR1 and --max-conns 2
-start_pf fwd2 --max-conns 2 -p 0 -r 127.0.0.1 -P "$E"
+start_pf fwd2 --max-conns 2 --drain-timeout 120 -p 0 -r 127.0.0.1 -P "$E"
 port=$PF_PORT
 for n in 1000 2000 3000; do
     out=$(echo_clients "$port" --bytes $n 2>&1) || fail "$n bytes: $out"
@@ -216,6 +216,8 @@ out=$(echo_clients "$port" --bytes 1000 2>&1) || fail "a free place is not taken
 ok "--max-conns 2: the third client is closed at once and counted (refused 1); a free place is taken again"
 
 # ---- SIGTERM drains: b is live; no new clients; b completes; exit 0.
+# (fwd2 has --drain-timeout 120: under load the checks below can take more
+# than the default 10 s, and the drain must not end before b does.)
 kill -TERM "$PF_PID"
 wait_line fwd2 'no new connections; 1 to finish' 10 >/dev/null
 ! listens_on "$PF_PID" "$port" || fail "after SIGTERM it still listens"
