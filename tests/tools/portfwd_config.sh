@@ -175,11 +175,7 @@ expect_status 1 "$PF" -c "$TMP/nohost.conf"
 grep -q "nohost.conf:2: cannot resolve no-such-host.invalid" "$TMP/cmd.err" || fail "unknown host: $(cat "$TMP/cmd.err")"
 ! grep -q 'listening on' "$TMP/cmd.err" || fail "unknown host: it listened"
 ok "no rule, a missing file, an unknown host: exit 1 with a message, before listening"
-timeout 5 python3 -c '
-import socket, sys
-try:
-    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-    raise SystemExit("something listens on the bad files port")
-except ConnectionRefusedError:
-    pass' "$P5" || fail "something listens on $P5"
+# (That nothing listened is what each run said: no "listening on" line, and
+# it has exited.  Connecting to $P5 would prove nothing: another program
+# may have been given that port since free_port let it go.)
 no_sanitizer_reports
