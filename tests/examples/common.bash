@@ -62,11 +62,14 @@ start() {
 # the (extended) regex; print that line.
 wait_line() {
     local file=$TMP/$1.err deadline=$((SECONDS + ${3:-10}))
-    while [ $SECONDS -lt $deadline ]; do
+    # Look before reading the clock: $SECONDS may tick between setting the
+    # deadline and the first test, and a line already there must count.
+    while :; do
         if grep -Eq -- "$2" "$file" 2>/dev/null; then
             grep -E -m1 -- "$2" "$file"
             return 0
         fi
+        [ $SECONDS -lt $deadline ] || break
         sleep 0.05
     done
     fail "no line /$2/ in $1's stderr within ${3:-10} s"
