@@ -45,11 +45,7 @@ static const ac_handlers h = {
 static ac_dispatcher *chat_pair(ac_map *m, int sv[2])
 {
     tk_socketpair(SOCK_STREAM, sv);
-    struct tk_node *n = tk_node_new("chat");
-    ac_dispatcher *d = ac_chat_new(m, &h, n);
-    cr_assert_not_null(d);
-    n->d = d;
-    tk_created++;
+    ac_dispatcher *d = tk_new_chat(m, &h, "chat");
     cr_assert_eq(ac_attach(d, sv[0]), 0);
     return d;
 }

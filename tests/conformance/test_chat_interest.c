@@ -62,11 +62,7 @@ static const ac_handlers chat_h = {
 static ac_dispatcher *chat_pair(ac_map *m, int sv[2])
 {
     tk_socketpair(SOCK_STREAM, sv);
-    struct tk_node *n = tk_node_new("chat");
-    ac_dispatcher *d = ac_chat_new(m, &chat_h, n);
-    cr_assert_not_null(d);
-    n->d = d;
-    tk_created++;
+    ac_dispatcher *d = tk_new_chat(m, &chat_h, "chat");
     cr_assert_eq(ac_attach(d, sv[0]), 0);
     cr_assert(ac_is_connected(d));
     cr_assert_eq(ac_chat_set_terminator(d, "\n", 1), 0);

@@ -12,6 +12,7 @@
 
 #include <criterion/criterion.h>
 
+#include "asynchat.h"
 #include "asyncore.h"
 
 #include <arpa/inet.h>
@@ -148,6 +149,16 @@ static TK_UNUSED ac_dispatcher *tk_new_buffered(ac_map *m, const ac_handlers *h,
 {
     struct tk_node *n = tk_node_new(name);
     ac_dispatcher *d = ac_buffered_new(m, h, n);
+    cr_assert_not_null(d);
+    n->d = d;
+    tk_created++;
+    return d;
+}
+
+static TK_UNUSED ac_dispatcher *tk_new_chat(ac_map *m, const ac_handlers *h, const char *name)
+{
+    struct tk_node *n = tk_node_new(name);
+    ac_dispatcher *d = ac_chat_new(m, h, n);
     cr_assert_not_null(d);
     n->d = d;
     tk_created++;
