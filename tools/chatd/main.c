@@ -891,37 +891,11 @@ static int options(int argc, char **argv)
     return ok ? -1 : tool_option_end('?', usage);
 }
 
-/* What the library said while the map was being made (an AC_POLLER it
- * does not know, say): the reason to give, as one error, if that failed. */
-static char map_failure[256];
-
-static void map_log(ac_dispatcher *d, const char *type, const char *msg, void *ctx)
-{
-    (void)d, (void)ctx;
-    if (type && (!strcmp(type, "error") || !strcmp(type, "warning")))
-        snprintf(map_failure, sizeof map_failure, "%s", msg);
-}
-
-static bool new_map(void)
-{
-    ac_set_log_hook(map_log, NULL);
-    int rc = ac_map_new(&S.map, AC_POLLER_DEFAULT);
-    ac_set_log_hook(tool_library_log, NULL);
-    const char *poller = getenv("AC_POLLER");
-    if (rc < 0 && map_failure[0])
-        tool_log(TOOL_ERROR, "%s", map_failure);
-    else if (rc == -EINVAL && poller && *poller) /* the library did not say why */
-        tool_log(TOOL_ERROR, "AC_POLLER=%s: not a poller (epoll, poll or select)", poller);
-    else if (rc < 0)
-        tool_log(TOOL_ERROR, "cannot create the map: %s", strerror(-rc));
-    return rc == 0;
-}
-
 static bool setup(void)
 {
     tool_raise_nofile();
     signal(SIGPIPE, SIG_IGN);
-    if (!new_map())
+    if (tool_map_new(&S.map) < 0)
         return false;
     S.backoff = ac_timer_new(S.map, resume_accepting, NULL);
     S.deadline = ac_timer_new(S.map, shutdown_deadline, NULL);

@@ -9,7 +9,7 @@
 
 const char *tool_name = "tool";
 int tool_verbosity = TOOL_INFO;
-long tool_library_reports;
+static long tool_library_reports; /* warnings and errors tool_library_log has passed on */
 
 void tool_start(const char *name, char **argv)
 {
@@ -47,9 +47,23 @@ void tool_log(int level, const char *fmt, ...)
 void tool_library_log(ac_dispatcher *d, const char *type, const char *msg, void *ctx)
 {
     (void)d, (void)ctx;
-    bool bad = type && (!strcmp(type, "warning") || !strcmp(type, "error"));
-    tool_library_reports += bad;
-    tool_log(bad ? TOOL_WARNING : TOOL_DEBUG, "%s", msg);
+    int level = TOOL_DEBUG;
+    if (type && !strcmp(type, "error"))
+        level = TOOL_ERROR;
+    else if (type && !strcmp(type, "warning"))
+        level = TOOL_WARNING;
+    tool_library_reports += level != TOOL_DEBUG;
+    tool_log(level, "%s", msg);
+}
+
+int tool_map_new(ac_map **out)
+{
+    ac_set_log_hook(tool_library_log, NULL);
+    long reports = tool_library_reports;
+    int rc = ac_map_new(out, AC_POLLER_DEFAULT);
+    if (rc < 0 && reports == tool_library_reports)
+        tool_log(TOOL_ERROR, "cannot create the map: %s", strerror(-rc));
+    return rc;
 }
 
 bool tool_number(const char *s, unsigned long long min, unsigned long long max,

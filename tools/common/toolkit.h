@@ -12,7 +12,6 @@ enum { TOOL_ERROR, TOOL_WARNING, TOOL_INFO, TOOL_DEBUG };
 
 extern const char *tool_name; /* the prefix of every log line */
 extern int tool_verbosity;    /* lines above this level are dropped (default TOOL_INFO) */
-extern long tool_library_reports; /* warnings and errors tool_library_log has passed on */
 
 /* Name the program: tool_name, and argv[0] too, so that getopt's own
  * messages start with the short name and not with the path it was run by. */
@@ -27,9 +26,15 @@ int tool_option_end(int opt, const char *usage);
 /* "NAME: LEVEL: message" on stderr, when level <= tool_verbosity. */
 void tool_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* An ac_log_fn: the library's warnings and errors as warnings, the rest as
- * debug lines. */
+/* An ac_log_fn: the library's errors and warnings at those levels, the
+ * rest as debug lines. */
 void tool_library_log(ac_dispatcher *d, const char *type, const char *msg, void *ctx);
+
+/* ac_map_new with the default poller (AC_POLLER), the log hook set to
+ * tool_library_log.  A failure is said in one error line: the library's own
+ * words when it logged some ("AC_POLLER=bogus is not epoll, poll or
+ * select"), else the errno.  Returns ac_map_new's result. */
+int tool_map_new(ac_map **out);
 
 /* A whole decimal number in [min, max] (no sign, nothing after it). */
 bool tool_number(const char *s, unsigned long long min, unsigned long long max,

@@ -783,12 +783,15 @@ static void worker_reload(ac_map *m, void *arg)
 static int worker_open(struct worker *w, int id)
 {
     w->id = id;
-    int rc = ac_map_new(&w->map, AC_POLLER_DEFAULT);
+    int rc = tool_map_new(&w->map); /* says why it failed */
     if (rc < 0)
         return rc;
     w->backoff = ac_timer_new(w->map, resume_accepting, w);
     w->drain = ac_timer_new(w->map, drain_over, w);
-    return w->backoff && w->drain ? 0 : -ENOMEM;
+    if (w->backoff && w->drain)
+        return 0;
+    tool_log(TOOL_ERROR, "cannot create worker %d: %s", id, strerror(ENOMEM));
+    return -ENOMEM;
 }
 
 static void worker_close(struct worker *w)
@@ -1055,22 +1058,9 @@ static bool setup(void)
     /* The relay splices only while SIGPIPE cannot kill the process. */
     signal(SIGPIPE, SIG_IGN);
     ac_set_log_hook(tool_library_log, NULL);
-    for (int i = 0; i < S.threads; i++) {
-        long reports = tool_library_reports;
-        int rc = worker_open(&S.workers[i], i);
-        const char *poller = getenv("AC_POLLER");
-        if (rc == -EINVAL && poller && reports == tool_library_reports) {
-            /* ac_map_new's only -EINVAL, when the library did not say so. */
-            tool_log(TOOL_ERROR, "AC_POLLER=%s: not a poller (epoll, poll or select)", poller);
+    for (int i = 0; i < S.threads; i++)
+        if (worker_open(&S.workers[i], i) < 0)
             return false;
-        }
-        if (rc == -EINVAL && poller)
-            return false; /* the library named it */
-        if (rc < 0) {
-            tool_log(TOOL_ERROR, "cannot create worker %d: %s", i, strerror(-rc));
-            return false;
-        }
-    }
     static const int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
     for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++)
         if (ac_signal_watch(S.workers[0].map, signals[i], on_signal, NULL) < 0) {
