@@ -436,6 +436,16 @@ static TK_UNUSED bool cond_all_over(void)
 /* Close the peers, free the map, and check that nothing is left: done ran
  * exactly once, no descriptor is open that was not before (the relay's
  * thread cache given back). */
+/* An IPv4 socket whose non-blocking connect to ss has begun (b_connecting). */
+static TK_UNUSED int rig_connecting(const struct sockaddr_storage *ss, socklen_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    cr_assert(fd >= 0);
+    int rc = connect(fd, (const struct sockaddr *)ss, len);
+    cr_assert(rc == 0 || errno == EINPROGRESS, "connect: %s", strerror(errno));
+    return fd;
+}
+
 static TK_UNUSED void rig_end(void)
 {
     for (int i = 0; i < rig_npeers; i++)

@@ -564,15 +564,6 @@ Test(relay, idle_timeout_rearmed_by_traffic, .timeout = 60,
 }
 
 /* A non-blocking socket connecting to addr. */
-static int connecting_socket(const struct sockaddr_storage *ss, socklen_t len)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    cr_assert(fd >= 0);
-    int rc = connect(fd, (const struct sockaddr *)ss, len);
-    cr_assert(rc == 0 || errno == EINPROGRESS, "connect: %s", strerror(errno));
-    return fd;
-}
-
 Test(relay, connect_refused, .timeout = 30,
      .description = "b_connecting to a refusing port (with a connect timeout too): "
                     "CONNECT_FAILED, side b, ECONNREFUSED, done once (the timer never fires "
@@ -584,7 +575,7 @@ Test(relay, connect_refused, .timeout = 30,
     struct sockaddr_storage ss;
     socklen_t len = tk_refusing_addr(AF_INET, &ss, &holder);
     R.rfd[0] = la[1];
-    R.rfd[1] = connecting_socket(&ss, len);
+    R.rfd[1] = rig_connecting(&ss, len);
     peer_init(&R.a, "a", la[0], 1, 2, 0, 1);
     ac_relay_config cfg = {.b_connecting = true, .connect_timeout = 0.5};
     rig_relay(&cfg);
@@ -613,7 +604,7 @@ Test(relay, connect_completes_then_relays, .timeout = 30,
     socklen_t len;
     int lfd = tk_listener(AF_INET, &ss, &len, 4);
     R.rfd[0] = la[1];
-    R.rfd[1] = connecting_socket(&ss, len);
+    R.rfd[1] = rig_connecting(&ss, len);
     peer_init(&R.a, "a", la[0], 110, 1110, 300000, 1);
     R.a.shut_after = true;
     ac_relay_config cfg = {.b_connecting = true, .connect_timeout = 0.5};
@@ -647,7 +638,7 @@ Test(relay, connect_timeout_backlog_full, .timeout = 30,
     /* Backlog 0 takes one connection; then the queue is full. */
     int filler[4], nfill = 0, bfd = -1;
     for (int i = 0; i < 4 && bfd < 0; i++) {
-        int fd = connecting_socket(&ss, len);
+        int fd = rig_connecting(&ss, len);
         if (tk_wait_fd(fd, POLLOUT, 300))
             filler[nfill++] = fd; /* got in */
         else
@@ -805,7 +796,7 @@ static int stuck_connect(int lfd, const struct sockaddr_storage *ss, socklen_t l
     (void)lfd;
     *nfill = 0;
     for (int i = 0; i < 4; i++) {
-        int fd = connecting_socket(ss, len);
+        int fd = rig_connecting(ss, len);
         if (!tk_wait_fd(fd, POLLOUT, 300))
             return fd;
         fill[(*nfill)++] = fd;
@@ -861,7 +852,7 @@ Test(relay, connect_then_idle_timeout_only, .timeout = 30,
     socklen_t len;
     int lfd = tk_listener(AF_INET, &ss, &len, 4);
     R.rfd[0] = la[1];
-    R.rfd[1] = connecting_socket(&ss, len);
+    R.rfd[1] = rig_connecting(&ss, len);
     peer_init(&R.a, "a", la[0], 130, 1130, 100000, 1);
     ac_relay_config cfg = {.b_connecting = true, .idle_timeout = 5};
     rig_relay(&cfg);

@@ -33,15 +33,6 @@ static void stay_on_one_cpu(void)
     cr_assert_eq(sched_setaffinity(0, sizeof(set), &set), 0, "%s", strerror(errno));
 }
 
-static int connecting_to(const struct sockaddr_storage *ss, socklen_t len)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    cr_assert(fd >= 0);
-    int rc = connect(fd, (const struct sockaddr *)ss, len);
-    cr_assert(rc == 0 || errno == EINPROGRESS, "connect: %s", strerror(errno));
-    return fd;
-}
-
 /* The remote's side of the scenario: accept, send n bytes of the stream of
  * seed, and once they wait in the relay's socket bfd, reset (SO_LINGER 0
  * close): the bytes are the relay's to pass on only once they are in. */
@@ -78,7 +69,7 @@ static void reset_after_accept(int looks, bool splice, size_t n, uint64_t seed)
     socklen_t len;
     int lfd = tk_listener(AF_INET, &ss, &len, 4);
     R.rfd[0] = la[1];
-    R.rfd[1] = connecting_to(&ss, len);
+    R.rfd[1] = rig_connecting(&ss, len);
     peer_init(&R.a, "a", la[0], seed + 1, seed, 0, (uint32_t)seed + 1);
     ac_relay_config cfg = {.b_connecting = true, .connect_timeout = 5, .no_splice = !splice};
     rig_relay(&cfg);
