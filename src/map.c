@@ -588,28 +588,14 @@ static int dispatch_poll(ac_map *m, int n)
     return 0;
 }
 
-/* L12/X9: name the channel that select() cannot wait on. */
-static void log_oversize(ac_map *m)
-{
-    for (ac_dispatcher *d = m->head; d; d = d->next)
-        if (d->registered && d->have && d->fd >= FD_SETSIZE) {
-            ac_log_infof(d, "error", "descriptor %d is >= FD_SETSIZE (%d): select() cannot wait on it",
-                         d->fd, FD_SETSIZE);
-            return;
-        }
-}
-
 static int iterate(ac_map *m, double timeout)
 {
     int rc = collect(m);
     if (rc < 0)
         return rc;
     int n = wait_ready(m, timeout);
-    if (n < 0) {
-        if (n == -EINVAL && m->ops->select_style)
-            log_oversize(m);
+    if (n < 0)
         return n;
-    }
     m->now = ac__clock();
     rc = m->ops->select_style ? dispatch_select(m, n) : dispatch_poll(m, n);
     if (rc)

@@ -10,7 +10,6 @@
 struct ac_poller {
     fd_set rd, wr, ex;
     int maxfd;        /* highest fd in any set, -1 if none */
-    int oversize;     /* descriptors >= FD_SETSIZE with interest */
     uint64_t tags[FD_SETSIZE];
 };
 
@@ -42,12 +41,12 @@ static void put(fd_set *s, int fd, bool on)
 
 static int select_set(struct ac_poller *p, int fd, uint64_t tag, unsigned have, unsigned want)
 {
+    (void)have;
     /* X9: a descriptor select() cannot represent is never written into a
-     * set; the next wait fails instead (L12). */
-    if (fd >= FD_SETSIZE) {
-        p->oversize += (want != 0) - (have != 0);
-        return 0;
-    }
+     * set.  The map refuses it before it gets here (fd_limit); this is the
+     * backstop against writing past the fd_set. */
+    if (fd >= FD_SETSIZE)
+        return want ? -EMFILE : 0;
     put(&p->rd, fd, want & AC__WANT_IN);
     put(&p->wr, fd, want & AC__WANT_OUT);
     put(&p->ex, fd, want & AC__WANT_EX);
@@ -62,8 +61,6 @@ static int select_set(struct ac_poller *p, int fd, uint64_t tag, unsigned have, 
 
 static int select_wait(struct ac_poller *p, double timeout, struct ac_ready *out, int max)
 {
-    if (p->oversize)
-        return -EINVAL;
     fd_set rd = p->rd, wr = p->wr, ex = p->ex;
     /* L8: microseconds, a remainder rounded up. */
     double us = timeout * 1e6 > 1e15 ? 1e15 : timeout * 1e6;
