@@ -6,7 +6,7 @@
  * Most tests use a socketpair: bytes a unix stream socket sent are at once
  * in the peer's receive queue (FIONREAD), so "one send attempt of at most
  * the chunk cap" can be checked exactly. */
-#include "../unit/ac_testkit.h"
+#include "ac_testkit.h"
 
 #include <pthread.h>
 #include <signal.h>

@@ -5,7 +5,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "../unit/ac_testkit.h"
+#include "ac_testkit.h"
 #include "asynchat.h"
 
 #include <signal.h>

@@ -12,7 +12,7 @@
  * ac_readwrite directly so that every cell of D11's table is exercised with
  * a chosen state and a known SO_ERROR; the loop tests branch on
  * ac_map_poller_name() where select and poll/epoll legitimately differ. */
-#include "../unit/ac_testkit.h"
+#include "ac_testkit.h"
 
 #include "asynchat.h"
 

@@ -4,7 +4,7 @@
  * test_close_twice) rewritten in C, plus pipes under each poller: F9's
  * readiness differs between select (EOF through recv) and poll/epoll
  * (POLLHUP straight to handle_close, L13), and the tests say so. */
-#include "../unit/ac_testkit.h"
+#include "ac_testkit.h"
 
 #include <signal.h>
 

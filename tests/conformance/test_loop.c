@@ -14,7 +14,7 @@
  * bytes), "a:write", "a:expt:1" (handle_expt read one urgent byte),
  * "a:close", "a:error:EPROTO", and "a:readable"/"a:writable" for predicate
  * calls when a test asks for them. */
-#include "../unit/ac_testkit.h"
+#include "ac_testkit.h"
 
 #include <netinet/tcp.h>
 #include <pthread.h>

@@ -11,7 +11,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "../unit/ac_testkit.h"
+#include "ac_testkit.h"
 
 #include <sys/resource.h>
 #include <sys/select.h>

@@ -5,7 +5,7 @@
  * test_set_reuse_addr, test_connection_attributes, test_handle_connect,
  * test_handle_accepted, ...) are rewritten here in C, next to our own.
  * Backend-specific expectations look at ac_map_poller_name(). */
-#include "../unit/ac_testkit.h"
+#include "ac_testkit.h"
 
 #include <signal.h>
 

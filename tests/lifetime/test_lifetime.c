@@ -9,7 +9,7 @@
  * L19); a dispatcher that closed *itself* may still see the remaining
  * poll-style steps of the same descriptor (L13, W7) and the tests say so
  * per poller.  Finalizers write "x:finalize" into the trace. */
-#include "../unit/ac_testkit.h"
+#include "ac_testkit.h"
 
 #include <signal.h>
 

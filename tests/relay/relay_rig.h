@@ -14,7 +14,7 @@
 #ifndef RELAY_RIG_H
 #define RELAY_RIG_H
 
-#include "../unit/ac_testkit.h"
+#include "ac_testkit.h"
 
 #include "asyncore_relay.h"
 #include "internal.h" /* read_paused, to see the relay's reading paused */
