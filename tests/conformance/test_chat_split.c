@@ -36,52 +36,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "chat_split_model.h"
+#include "chat_split_harness.h"
 
 /* ---------------------------------------------------------- channel */
-
-static struct {
-    const struct sched *s;
-    int idx;
-    struct bytes ev;
-    int closes, finalized, errors;
-} R;
-
-static int h_collect(ac_dispatcher *d, const void *data, size_t len)
-{
-    (void)d;
-    cr_assert_gt(len, 0, "C8: collect_incoming_data is never called with empty data");
-    ev_piece(&R.ev, 'c', data, len);
-    return 0;
-}
-
-static int h_found(ac_dispatcher *d)
-{
-    ev_found(&R.ev);
-    bool changed;
-    sched_next(R.s, &R.idx, &changed);
-    if (changed)
-        term_apply(d, &R.s->t[R.idx]);
-    return 0;
-}
-
-static int h_close(ac_dispatcher *d)
-{
-    R.closes++;
-    return ac_chat_handle_close(d);
-}
 
 static int h_error(ac_dispatcher *d, const ac_error *e)
 {
     R.errors++;
     cr_log_error("unexpected handle_error: %s (%s)", ac_errno_name(e->err), e->op);
     return ac_default_handle_error(d, e);
-}
-
-static void h_finalize(ac_dispatcher *d)
-{
-    (void)d;
-    R.finalized++;
 }
 
 static const ac_handlers splitter = {
@@ -92,12 +55,6 @@ static const ac_handlers splitter = {
     .finalize = h_finalize,
 };
 
-static int inq(int fd)
-{
-    int n = 0;
-    return ioctl(fd, FIONREAD, &n) == 0 ? n : -1;
-}
-
 static void put(int fd, const void *data, size_t len)
 {
     const char *p = data;
@@ -107,28 +64,6 @@ static void put(int fd, const void *data, size_t len)
         p += n;
         len -= (size_t)n;
     }
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* How a stream is cut into writes: 0 = all at once, 1 = byte by byte,
- * otherwise random sizes in [1, maxchunk] drawn from seed. */
-struct feed {
-    size_t maxchunk;
-    uint64_t seed;
-    size_t in_size; /* ac_in_buffer_size; 0 = default */
-};
-
-static size_t chunk_len(const struct feed *f, uint64_t *rng, size_t left)
-{
-    size_t n = f->maxchunk == 0 ? left : f->maxchunk == 1 ? 1 : 1 + rng_next(rng) % f->maxchunk;
-    return n < left ? n : left;
 }
 
 /* Run data through a chat channel on a socketpair with the loop, then EOF;
@@ -165,11 +100,7 @@ static void check_split(const struct sched *s, const void *data, size_t n, const
         size_t c = chunk_len(f, &rng, n - off);
         put(sv[1], p + off, c);
         /* Each iteration is one recv of min(queued, in_size) bytes. */
-        for (size_t left = c; left;) {
-            size_t r = left < in_size ? left : in_size;
-            model_read(&md, p + off + (c - left), r);
-            left -= r;
-        }
+        model_feed(&md, p + off, c, in_size);
         for (int guard = 0; inq(sv[0]) > 0; guard++) {
             cr_assert_lt(guard, 1 << 22, "%s: the channel stopped reading", what);
             cr_assert_eq(ac_poll(m, 0), 0);
@@ -235,11 +166,6 @@ static void run_matrix(const struct sched *s, const char *name)
     snprintf(what, sizeof(what), "%s, in_size 3", name);
     check_split(s, corpus, n, &(struct feed){.maxchunk = 0, .in_size = 3}, what);
 }
-
-#define BYTES_TERM(lit)                                                                            \
-    {                                                                                              \
-        .kind = K_BYTES, .len = sizeof(lit) - 1, .b = lit                                          \
-    }
 
 Test(chat_split, one_byte_terminator, .timeout = 30,
      .description = "C6c C8 C9 C10: a 1-byte terminator (\\n) fed in one read, byte by byte "
@@ -317,10 +243,6 @@ Test(chat_split, terminator_changed_by_found_terminator, .timeout = 30,
 }
 
 /* ------------------------------------------------ property test */
-
-static const unsigned char alphabet[] = {'a', 'b', '\r', '\n', '\0', 'q', '.'};
-
-static unsigned char pick(uint64_t *rng) { return alphabet[rng_next(rng) % sizeof(alphabet)]; }
 
 static struct term random_term(uint64_t *rng)
 {

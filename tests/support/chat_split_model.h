@@ -1,8 +1,9 @@
 /* The chat splitting model and reference shared by tests/unit/test_chat_split.c,
  * tests/conformance/test_chat_split.c and fuzz/fuzz_chat_split.c (see the
- * conformance file for what each predicts).  Static functions only: each
- * includer gets its own copy.  A failed allocation or terminator change
- * aborts, which fails a test as surely as an assertion does. */
+ * conformance file for what each predicts); the two tests' channel side is
+ * chat_split_harness.h.  Static functions only: each includer gets its own
+ * copy.  A failed allocation or terminator change aborts, which fails a
+ * test as surely as an assertion does. */
 #ifndef AC_CHAT_SPLIT_MODEL_H
 #define AC_CHAT_SPLIT_MODEL_H
 

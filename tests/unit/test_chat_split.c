@@ -25,40 +25,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "chat_split_model.h"
+#include "chat_split_harness.h"
 
 /* ---------------------------------------------------------- channel */
-
-static struct {
-    const struct sched *s;
-    int idx;
-    struct bytes ev;
-    int closes, errors;
-} R;
-
-static int h_collect(ac_dispatcher *d, const void *data, size_t len)
-{
-    (void)d;
-    cr_assert_gt(len, 0, "C8: collect_incoming_data is never called with empty data");
-    ev_piece(&R.ev, 'c', data, len);
-    return 0;
-}
-
-static int h_found(ac_dispatcher *d)
-{
-    ev_found(&R.ev);
-    bool changed;
-    sched_next(R.s, &R.idx, &changed);
-    if (changed)
-        term_apply(d, &R.s->t[R.idx]);
-    return 0;
-}
-
-static int h_close(ac_dispatcher *d)
-{
-    R.closes++;
-    return ac_chat_handle_close(d);
-}
 
 static int h_error(ac_dispatcher *d, const ac_error *e)
 {
@@ -73,28 +42,6 @@ static const ac_handlers splitter = {
     .found_terminator = h_found,
     .handle_close = h_close,
     .handle_error = h_error,
-};
-
-static int inq(int fd)
-{
-    int n = 0;
-    return ioctl(fd, FIONREAD, &n) == 0 ? n : -1;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* Chunk sizes: maxchunk 0 = everything at once, 1 = byte by byte, else
- * random in [1, maxchunk]. */
-struct feed {
-    size_t maxchunk;
-    uint64_t seed;
-    size_t in_size; /* 0 = default */
 };
 
 /* One stream through a fresh channel: write a chunk, read until the socket
@@ -119,17 +66,9 @@ static bool run_split(ac_map *m, const struct sched *s, const unsigned char *dat
     model_init(&md, s);
     uint64_t rng = f->seed;
     for (size_t off = 0; off < n;) {
-        size_t c = f->maxchunk == 0   ? n - off
-                   : f->maxchunk == 1 ? 1
-                                      : 1 + rng_next(&rng) % f->maxchunk;
-        if (c > n - off)
-            c = n - off;
+        size_t c = chunk_len(f, &rng, n - off);
         cr_assert_eq(write(sv[1], data + off, c), (ssize_t)c);
-        for (size_t left = c; left;) {
-            size_t r = left < in_size ? left : in_size;
-            model_read(&md, data + off + (c - left), r);
-            left -= r;
-        }
+        model_feed(&md, data + off, c, in_size);
         while (inq(sv[0]) > 0)
             cr_assert_eq(ac_chat_handle_read(d), 0);
         off += c;
@@ -184,10 +123,6 @@ static void model_says(const struct sched *s, const char *const *reads, const ch
     model_free(&md);
 }
 
-#define BYTES_TERM(lit)                                                                            \
-    {                                                                                              \
-        .kind = K_BYTES, .len = sizeof(lit) - 1, .b = lit                                          \
-    }
 #define READS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 Test(chat_split_unit, model_matches_cpython, .timeout = 5,
@@ -210,10 +145,6 @@ Test(chat_split_unit, model_matches_cpython, .timeout = 5,
 }
 
 /* ------------------------------------------------------ property test */
-
-static const unsigned char alphabet[] = {'a', 'b', '\r', '\n', '\0', 'q', '.'};
-
-static unsigned char pick(uint64_t *rng) { return alphabet[rng_next(rng) % sizeof(alphabet)]; }
 
 static struct term random_term(uint64_t *rng)
 {
