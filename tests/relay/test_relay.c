@@ -3,9 +3,9 @@
  * ac_relay_push, ac_relay_abort, the map closing a running relay, the
  * connect and idle timeouts, and which path (splice or buffered) moved the
  * bytes.  Faults (backpressure, resets, large transfers) are in
- * test_relay_faults.c.  The rig is relay_rig.h.  Every test ends with the
- * done callback run exactly once, every dispatcher finalized, the map
- * freed and no descriptor left open. */
+ * test_relay_faults.c.  The rig is tests/support/relay_rig.h.  Every test
+ * ends with the done callback run exactly once, every dispatcher finalized,
+ * the map freed and no descriptor left open. */
 #include "relay_rig.h"
 
 /* ---------------------------------------------------------- basics */

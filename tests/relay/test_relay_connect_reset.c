@@ -13,7 +13,8 @@
  * before the remote acted, D8 succeeds and the reset comes later through
  * recv or SO_ERROR: the relay's ordinary reset path.  Both orders are run
  * here, under whichever AC_POLLER CTest chose (a refused connect stays
- * CONNECT_FAILED: connect_refused in test_relay.c).  The rig is relay_rig.h. */
+ * CONNECT_FAILED: connect_refused in test_relay.c).  The rig is
+ * tests/support/relay_rig.h. */
 #include "relay_rig.h"
 
 #include <sched.h>

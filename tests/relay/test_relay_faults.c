@@ -1,6 +1,7 @@
 /* The relay under faults: a sink that never reads (backpressure, bounded
  * memory, no busy loop), resets from either side at fixed and at random
- * points, and large transfers both ways at once.  The rig is relay_rig.h. */
+ * points, and large transfers both ways at once.  The rig is
+ * tests/support/relay_rig.h. */
 #include "relay_rig.h"
 
 #include <sys/ioctl.h>
