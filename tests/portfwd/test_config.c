@@ -1,4 +1,4 @@
-/* portfwd's configuration parser (config.h): rinetd.conf files that must
+/* portfwd's configuration parser (tools/portfwd/config.h): rinetd.conf files that must
  * parse, every error with its exact "name:line: message", and the access
  * rules (pf_allowed, pf_pattern_match). */
 #include "config.h"
