@@ -2,7 +2,7 @@
 #   make / make build   build/       (RelWithDebInfo)
 #   make run            build, then $(RUN_CMD)
 #   make test           build/ and build-asan/ (ASan+UBSan, Debug), ctest in
-#                       both, then the fuzzers briefly if fuzz/ exists
+#                       both, then the fuzzers briefly
 #   make install        into $(PREFIX)
 #   make bench          build, then bench/run.sh, run_chat.sh and run_portfwd.sh
 #   make fuzz           build-fuzz/ with clang, each fuzz_* for $(FUZZ_SECONDS) s
@@ -45,32 +45,24 @@ run: build
 	    { echo "make run: $(firstword $(RUN_CMD)) was not built" >&2; exit 1; }
 	$(RUN_CMD)
 
-# Both trees are tested even if the first fails; the last line sums them up
-# in the "N passed, N failed" form that CI reads.
+# Both trees are tested even if the first fails, then the fuzzers; any
+# failure fails the target.  scripts/test-summary.sh ends with the line
+# "summary: N passed, N failed" that CI reads.
+TEST_LOGS := build/ctest.log build-asan/ctest.log build-fuzz/fuzz.log
 test: build asan
-	@set -o pipefail; rc=0; rm -f build-fuzz/fuzz.log; \
+	@set -o pipefail; rc=0; rm -f $(TEST_LOGS); mkdir -p build-fuzz; \
 	ctest --test-dir build --output-on-failure -j$(CTEST_JOBS) 2>&1 | tee build/ctest.log || rc=1; \
 	ctest --test-dir build-asan --output-on-failure -j$(CTEST_JOBS) 2>&1 \
 	    | tee build-asan/ctest.log || rc=1; \
-	if [ -f fuzz/CMakeLists.txt ]; then \
-	    mkdir -p build-fuzz; \
-	    $(MAKE) --no-print-directory fuzz 2>&1 | tee build-fuzz/fuzz.log || rc=1; \
-	fi; \
-	echo "== summary"; \
-	logs=; for f in build/ctest.log build-asan/ctest.log build-fuzz/fuzz.log; do \
-	    [ -f $$f ] && logs="$$logs $$f"; done; \
-	grep -H -e 'tests failed out of' -e '^fuzz: ' $$logs || true; \
-	awk '/tests failed out of/ { f += $$4; t += $$NF } \
-	     /^fuzz: [0-9]+ passed, [0-9]+ failed/ { t += $$2 + $$4; f += $$4 } \
-	     END { printf "summary: %d passed, %d failed\n", t - f, f }' $$logs; \
+	$(MAKE) --no-print-directory fuzz 2>&1 | tee build-fuzz/fuzz.log || rc=1; \
+	bash scripts/test-summary.sh $(TEST_LOGS); \
 	exit $$rc
 
 install: build
 	cmake --install build --prefix $(PREFIX)
 
 bench: build
-	@if [ -f bench/run.sh ]; then BUILD=$(CURDIR)/build bash bench/run.sh; \
-	else echo "make bench: bench/run.sh does not exist yet" >&2; exit 1; fi
+	@BUILD=$(CURDIR)/build bash bench/run.sh
 	@BUILD=$(CURDIR)/build bash bench/run_chat.sh
 	@BUILD=$(CURDIR)/build bash bench/run_portfwd.sh
 
@@ -78,7 +70,6 @@ bench: build
 # first corpus dir) seeded from fuzz/corpus/<name>/ and uses fuzz/<name>.dict
 # when those exist; crash files go to build-fuzz/artifacts/.
 fuzz:
-	@[ -f fuzz/CMakeLists.txt ] || { echo "make fuzz: no fuzz/CMakeLists.txt" >&2; exit 1; }
 	@$(MAKE) --no-print-directory build-fuzz/build.ninja
 	cmake --build build-fuzz --target fuzzers
 	@pass=0; fail=0; mkdir -p build-fuzz/artifacts; \
