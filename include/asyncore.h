@@ -363,6 +363,26 @@ AC_EXTERN void ac_set_debug(ac_dispatcher *d, bool on);
  * is the input half of backpressure.  Beyond asyncore. */
 AC_EXTERN void ac_set_reading(ac_dispatcher *d, bool on);
 
+/* Whether reading is on, i.e. not paused by ac_set_reading (a chat channel
+ * also pauses it at its high water mark and past its max input).  Says
+ * nothing about a readable predicate's answer.  Beyond asyncore. */
+AC_EXTERN bool ac_is_reading(const ac_dispatcher *d);
+
+/* Pause (false) or resume (true) writing for a dispatcher whose table has
+ * no writable predicate: while paused it has no write interest whatever
+ * its layer's rule says (plain: always writable, L6; buffered: S18; chat:
+ * C18), and resuming gives that rule back.  This is how a program that
+ * moves its own bytes asks for write events only while it has some to
+ * write, at no cost per iteration (X7) and without a predicate that would
+ * be asked every iteration (L6).  A write event already reported still
+ * runs (D7).  Pausing a connecting dispatcher leaves its connect to be
+ * noticed by a read event (D6) only.  A predicate in the table decides
+ * alone.  On by default.  Beyond asyncore. */
+AC_EXTERN void ac_set_writing(ac_dispatcher *d, bool on);
+
+/* Whether writing is on (not paused by ac_set_writing).  Beyond asyncore. */
+AC_EXTERN bool ac_is_writing(const ac_dispatcher *d);
+
 /* Describe d like asyncore's repr (D24): "<kind listening|connected addr
  * at 0xPTR>".  IPv4 "a.b.c.d:port", IPv6 "[addr]:port", AF_UNIX 'path'.
  * Writes at most size bytes (NUL included); returns the full length. */

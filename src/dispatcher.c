@@ -358,6 +358,18 @@ void ac_set_reading(ac_dispatcher *d, bool on)
     ac__touch(d);
 }
 
+bool ac_is_reading(const ac_dispatcher *d) { return !d->read_paused; }
+
+void ac_set_writing(ac_dispatcher *d, bool on)
+{
+    if (d->write_paused == !on)
+        return; /* the poller is told only when interest changes (X7) */
+    d->write_paused = !on;
+    ac__touch(d);
+}
+
+bool ac_is_writing(const ac_dispatcher *d) { return !d->write_paused; }
+
 /* ------------------------------------------------------------- events */
 
 int ac_handle_connect_event(ac_dispatcher *d)

@@ -275,11 +275,13 @@ static int apply(ac_dispatcher *d, unsigned want)
 
 /* L6: readable() then writable(), exactly once each; write interest only
  * when not accepting (read after writable() ran); the select-style
- * exceptional set when either was true. */
+ * exceptional set when either was true.  Paused writing (ac_set_writing)
+ * stands in for the layer's writable, as paused reading does for its
+ * readable; the user's predicate is always asked. */
 static unsigned wanted(ac_dispatcher *d)
 {
     bool r = AC__FN(d, readable)(d);
-    bool w = AC__FN(d, writable)(d);
+    bool w = d->h->writable ? d->h->writable(d) : !d->write_paused && AC__FN(d, writable)(d);
     unsigned want = 0;
     if (r)
         want |= AC__WANT_IN;

@@ -1,16 +1,14 @@
 /* The relay (asyncore_relay.h): two sockets joined into one stream, with
  * bounded buffers, half-close, reset propagation and splice(2).
  *
- * Built on the public API only.  Each side is a buffered dispatcher whose
- * own output buffer stays empty: its interest rule (S18: writable while
- * not connected or while bytes wait) is what lets the relay turn write
- * interest on and off at no cost per iteration, by clearing and setting
- * `connected` (the plain dispatcher is always writable, and a predicate
- * would be asked every iteration, DESIGN decision 5).  Read interest is
- * ac_set_reading.  The bytes themselves move with raw system calls on the
- * descriptors, so that the relay knows exactly why a side ended (EOF,
- * reset, which errno), which ac_recv's "handle_close was called" does not
- * say, and so that it can splice.
+ * Built on the public API only.  Each side is a plain dispatcher whose
+ * interest the relay sets with ac_set_reading and ac_set_writing: read
+ * while the direction has room, write while bytes wait for the side.  No
+ * predicate, which would be asked every iteration (L6, DESIGN decision 5).
+ * The bytes themselves move with raw system calls on the descriptors, so
+ * that the relay knows exactly why a side ended (EOF, reset, which errno),
+ * which ac_recv's "handle_close was called" does not say, and so that it
+ * can splice.
  *
  * Direction i carries what side i sends to side !i.  Its bytes wait either
  * in a ring buffer (buffered path) or in a pipe (splice path), never in
@@ -62,7 +60,6 @@ struct ac_relay {
     bool connecting;           /* side b's connect is in progress */
     bool ended;
     bool splice_ok;            /* splice may be tried (SIGPIPE is safe) */
-    bool writing[2];           /* write interest of each side, as last set */
 };
 
 /* ------------------------------------------------- per-thread caches */
@@ -239,14 +236,6 @@ static void fail(ac_relay *r, int s, int err)
 
 /* --------------------------------------------------------- interest */
 
-static void set_writing(ac_relay *r, int s, bool on)
-{
-    if (r->writing[s] == on)
-        return;
-    r->writing[s] = on;
-    ac_set_connected(r->d[s], !on); /* S18: not connected = writable */
-}
-
 /* Bring both sides' interest in line with the state: read while the
  * direction has room, write while bytes wait for the side. */
 static void update(ac_relay *r)
@@ -258,8 +247,8 @@ static void update(ac_relay *r)
         bool rd = !in->eof && held(in) < r->cap && !in->pipe_full &&
                   !(r->connecting && s == AC_RELAY_A);
         ac_set_reading(r->d[s], rd);
-        if (!(r->connecting && s == AC_RELAY_B)) /* its connect owns `connected` */
-            set_writing(r, s, held(out) > 0 && !out->shut);
+        if (!(r->connecting && s == AC_RELAY_B)) /* D7: its connect needs write events */
+            ac_set_writing(r->d[s], held(out) > 0 && !out->shut);
     }
 }
 
@@ -488,16 +477,14 @@ static int side_write(ac_dispatcher *d)
     return 0;
 }
 
-/* b's connect completed (D8).  `connected` is set by the library after
- * this returns, which is also "not writing" (S18): write interest is
- * taken up by the handle_read or handle_write that follows at once. */
+/* b's connect completed (D8).  The handle_read or handle_write that
+ * follows at once (D6, D7) brings b's interest in line with the state. */
 static int side_connect(ac_dispatcher *d)
 {
     ac_relay *r = ac_user(d);
     if (!r || r->ended)
         return 0;
     r->connecting = false;
-    r->writing[AC_RELAY_B] = false;
     if (r->timer) {
         if (r->idle_timeout > 0)
             ac_timer_start(r->timer, r->idle_timeout);
@@ -659,8 +646,8 @@ int ac_relay_new(ac_relay **out, ac_map *m, int fd_a, int fd_b, const ac_relay_c
     r->splice_ok = !cfg->no_splice && sigpipe_is_safe();
     for (int i = 0; i < 2; i++)
         r->dir[i].pipe[0] = r->dir[i].pipe[1] = -1;
-    r->d[0] = ac_buffered_new(m, &side_handlers, NULL);
-    r->d[1] = ac_buffered_new(m, &side_handlers, NULL);
+    r->d[0] = ac_dispatcher_new(m, &side_handlers, NULL);
+    r->d[1] = ac_dispatcher_new(m, &side_handlers, NULL);
     r->map = r->d[0] ? ac_map_of(r->d[0]) : NULL;
     if (r->map && (r->connect_timeout > 0 || r->idle_timeout > 0))
         r->timer = ac_timer_new(r->map, on_timer, r);
