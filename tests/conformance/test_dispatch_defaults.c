@@ -154,7 +154,7 @@ Test(dispatch_defaults, eof_reaches_default_handle_close, .timeout = 10,
                     "handle_read sees EOF and the default handle_close logs and closes")
 {
     static const ac_handlers h = {
-        .writable = never,
+        .writable = tk_never,
         .handle_read = read_some,
         .finalize = tk_finalize,
     };

@@ -350,7 +350,7 @@ Test(dispatch_events, urgent_data_reaches_handle_expt, .timeout = 10,
                     "through the loop under every poller; once read, nothing fires again")
 {
     static const ac_handlers h = {
-        .writable = never,
+        .writable = tk_never,
         .handle_read = read_some,
         .handle_expt = expt_consume,
         .handle_close = t_close,
@@ -372,7 +372,7 @@ Test(dispatch_events, data_then_urgent_byte_same_iteration, .timeout = 10,
                     "handle_read (the urgent byte is not in the stream) then handle_expt")
 {
     static const ac_handlers h = {
-        .writable = never,
+        .writable = tk_never,
         .handle_read = read_some,
         .handle_expt = expt_consume,
         .handle_close = t_close,
@@ -393,7 +393,7 @@ Test(dispatch_events, default_handle_expt_repeats, .timeout = 10,
                     "shown, 'unhandled incoming priority event' is logged every iteration")
 {
     static const ac_handlers h = {
-        .writable = never,
+        .writable = tk_never,
         .handle_read = read_some,
         .handle_close = t_close,
         .handle_error = t_error,
@@ -419,7 +419,7 @@ Test(dispatch_events, writable_only_channel_urgent_data, .timeout = 10,
                     "(POLLPRI only with read interest)")
 {
     static const ac_handlers h = {
-        .readable = never,
+        .readable = tk_never,
         .writable = always,
         .handle_read = t_read,
         .handle_write = t_write,

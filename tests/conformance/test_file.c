@@ -71,12 +71,6 @@ static int h_read_count(ac_dispatcher *d)
     return 0;
 }
 
-static bool never(ac_dispatcher *d)
-{
-    (void)d;
-    return false;
-}
-
 /* A regular file holding `content`. */
 static const char *make_file(void)
 {
@@ -430,7 +424,7 @@ Test(file, regular_file_is_always_ready, .timeout = 10,
                     "(epoll keeps it in an always-ready list)")
 {
     static const ac_handlers h = {
-        .writable = never,
+        .writable = tk_never,
         .handle_read = h_read_count,
         .handle_close = h_close,
         .handle_error = h_error,
@@ -521,7 +515,7 @@ Test(file, pipe_without_reader, .timeout = 5,
                     "handle_close runs again directly")
 {
     static const ac_handlers h = {
-        .readable = never,
+        .readable = tk_never,
         .handle_write = h_write_sends,
         .handle_close = h_close,
         .handle_error = h_error,

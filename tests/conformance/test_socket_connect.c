@@ -283,7 +283,7 @@ Test(socket_methods, readable_only_connecting_learns_completion_on_read, .timeou
                     "completion at its first read event: handle_connect, then handle_read")
 {
     static const ac_handlers h = {
-        .writable = never,
+        .writable = tk_never,
         .handle_read = h_read,
         .handle_connect = h_connect,
         .handle_close = h_close,

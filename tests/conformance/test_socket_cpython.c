@@ -139,7 +139,7 @@ static void check_conn_broken(int family)
         .finalize = tk_finalize,
     };
     static const ac_handlers conn = {
-        .writable = never,
+        .writable = tk_never,
         .handle_read = h_read_128_close,
         .handle_close = h_close,
         .handle_error = h_error,

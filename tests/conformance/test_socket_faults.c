@@ -142,14 +142,8 @@ static int rc_error(ac_dispatcher *d, const ac_error *e)
     return ac_close(d);
 }
 
-static bool never(ac_dispatcher *d)
-{
-    (void)d;
-    return false;
-}
-
 static const ac_handlers recv_close_h = {
-    .writable = never,
+    .writable = tk_never,
     .handle_read = rc_read,
     .handle_close = rc_close,
     .handle_error = rc_error,
@@ -257,7 +251,7 @@ static int cc_write(ac_dispatcher *d)
 }
 
 static const ac_handlers close_connect_h = {
-    .readable = never,
+    .readable = tk_never,
     .handle_connect = cc_connect,
     .handle_write = cc_write,
     .finalize = tk_finalize,
@@ -335,7 +329,7 @@ static int echo_read(ac_dispatcher *d)
 }
 
 static const ac_handlers reader_h = {
-    .writable = never,
+    .writable = tk_never,
     .handle_read = echo_read,
     .finalize = tk_finalize,
 };
@@ -474,7 +468,7 @@ static int bb_close(ac_dispatcher *d)
 }
 
 static const ac_handlers behind_h = {
-    .writable = never,
+    .writable = tk_never,
     .handle_read = bb_read,
     .handle_close = bb_close,
     .finalize = tk_finalize,

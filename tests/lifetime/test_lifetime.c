@@ -115,12 +115,6 @@ static int h_error(ac_dispatcher *d, const ac_error *e)
     return ac_default_handle_error(d, e);
 }
 
-static bool never(ac_dispatcher *d)
-{
-    (void)d;
-    return false;
-}
-
 /* ------------------------------------------------- self in handle_read */
 
 static int h_read_close_self(ac_dispatcher *d)
@@ -364,7 +358,7 @@ static int h_close_both(ac_dispatcher *d)
 }
 
 static const ac_handlers forwarder = {
-    .writable = never,
+    .writable = tk_never,
     .handle_read = h_read_forward,
     .handle_write = h_write_quiet,
     .handle_close = h_close_both,
@@ -526,7 +520,7 @@ Test(lifetime, close_from_handle_error, .timeout = 5, .init = lt_init,
         .finalize = lt_finalize,
     };
     static const ac_handlers hb = {
-        .readable = never, /* so that a reads first; b still has a write event */
+        .readable = tk_never, /* so that a reads first; b still has a write event */
         .handle_write = h_write_traced,
         .handle_close = h_close,
         .handle_error = h_error,

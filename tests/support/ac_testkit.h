@@ -432,6 +432,43 @@ static TK_UNUSED size_t tk_drain(int fd, char *into, size_t cap)
     return got;
 }
 
+/* ------------------------------------------------------------- anchor */
+
+/* A readable() or writable() that never wants the event. */
+static TK_UNUSED bool tk_never(ac_dispatcher *d)
+{
+    (void)d;
+    return false;
+}
+
+/* Timers, signals and wake-ups keep no loop alive by themselves (L4/L5: the
+ * loop runs while the map is not empty), so their tests register an
+ * anchor: a dispatcher that waits for reading on a quiet socketpair.
+ * tk_anchor_finish is tk_finish, then the anchor's raw end closed. */
+static TK_UNUSED const ac_handlers tk_anchor_h = {
+    .writable = tk_never,
+    .finalize = tk_finalize,
+};
+
+static TK_UNUSED int tk_anchor_raw = -1;
+
+static TK_UNUSED ac_dispatcher *tk_anchor(ac_map *m)
+{
+    int sv[2];
+    tk_socketpair(SOCK_STREAM, sv);
+    ac_dispatcher *d = tk_new(m, &tk_anchor_h, "anchor");
+    cr_assert_eq(ac_attach(d, sv[0]), 0);
+    tk_anchor_raw = sv[1];
+    return d;
+}
+
+static TK_UNUSED void tk_anchor_finish(ac_map *m)
+{
+    tk_finish(m);
+    if (tk_anchor_raw >= 0)
+        close(tk_anchor_raw);
+}
+
 /* Deterministic pseudo-random bytes (xorshift), for byte-exact checks. */
 static TK_UNUSED uint32_t tk_rand(uint32_t *s)
 {

@@ -17,12 +17,6 @@
 
 /* ----------------------------------------------------------- helpers */
 
-static TK_UNUSED bool never(ac_dispatcher *d)
-{
-    (void)d;
-    return false;
-}
-
 static TK_UNUSED bool always(ac_dispatcher *d)
 {
     (void)d;

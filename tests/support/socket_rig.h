@@ -101,11 +101,4 @@ static TK_UNUSED const ac_handlers listener_h = {
 
 static TK_UNUSED bool client_connected(void *arg) { return ac_is_connected(arg); }
 
-/* A readable() or writable() that never wants the event. */
-static TK_UNUSED bool never(ac_dispatcher *d)
-{
-    (void)d;
-    return false;
-}
-
 #endif /* AC_SOCKET_RIG_H */

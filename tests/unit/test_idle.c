@@ -3,12 +3,6 @@
  * it; the default is handle_close. */
 #include "ac_testkit.h"
 
-static bool never(ac_dispatcher *d)
-{
-    (void)d;
-    return false;
-}
-
 static double t_set, t_timeout, t_last_activity;
 static int timeouts;
 
@@ -38,7 +32,7 @@ static int h_read(ac_dispatcher *d)
 }
 
 static const ac_handlers idle_h = {
-    .writable = never,
+    .writable = tk_never,
     .handle_read = h_read,
     .handle_timeout = h_timeout,
     .handle_close = h_close,
@@ -144,7 +138,7 @@ Test(idle, default_handle_timeout_is_handle_close, .timeout = 5,
      .description = "header ac_handlers.handle_timeout: the default calls handle_close")
 {
     static const ac_handlers h = {
-        .writable = never,
+        .writable = tk_never,
         .handle_close = h_close,
         .finalize = tk_finalize,
     };

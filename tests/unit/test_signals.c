@@ -4,34 +4,6 @@
 #include <pthread.h>
 #include <signal.h>
 
-static bool never(ac_dispatcher *d)
-{
-    (void)d;
-    return false;
-}
-
-static const ac_handlers anchor_h = {
-    .writable = never,
-    .finalize = tk_finalize,
-};
-
-static int anchor_raw = -1;
-
-static void anchor(ac_map *m)
-{
-    int sv[2];
-    tk_socketpair(SOCK_STREAM, sv);
-    ac_dispatcher *d = tk_new(m, &anchor_h, "anchor");
-    cr_assert_eq(ac_attach(d, sv[0]), 0);
-    anchor_raw = sv[1];
-}
-
-static void finish(ac_map *m)
-{
-    tk_finish(m);
-    close(anchor_raw);
-}
-
 static int calls;
 static int inside_rc;
 static int last_signo;
@@ -52,7 +24,7 @@ Test(signals, raise_runs_handler_inside_the_loop, .timeout = 5,
                     "loop; AC_EXIT_NOW from it stops the loop (L16)")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     cr_assert_eq(ac_signal_watch(m, SIGUSR1, on_signal, &calls), 0);
     sigset_t cur;
     pthread_sigmask(SIG_BLOCK, NULL, &cur);
@@ -66,7 +38,7 @@ Test(signals, raise_runs_handler_inside_the_loop, .timeout = 5,
     cr_assert_eq(last_signo, SIGUSR1);
     cr_assert_eq(inside_rc, -EBUSY);
     cr_assert_eq(ac_map_count(m), 1);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 static void *kill_later(void *arg)
@@ -82,7 +54,7 @@ Test(signals, kill_from_another_thread_wakes_a_blocked_loop, .timeout = 5,
                     "with a 5 s timeout: the handler runs promptly in the loop thread")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     cr_assert_eq(ac_signal_watch(m, SIGUSR1, on_signal, &calls), 0);
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, kill_later, NULL), 0); /* inherits the mask */
@@ -93,7 +65,7 @@ Test(signals, kill_from_another_thread_wakes_a_blocked_loop, .timeout = 5,
     cr_assert_geq(el, 0.05);
     cr_assert_lt(el, 1.5, "took %.3f s", el);
     cr_assert_eq(calls, 1);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 Test(signals, handler_returning_zero_keeps_looping, .timeout = 5,
@@ -101,7 +73,7 @@ Test(signals, handler_returning_zero_keeps_looping, .timeout = 5,
                     "delivery runs it once")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     exit_after = 3;
     cr_assert_eq(ac_signal_watch(m, SIGUSR1, on_signal, &calls), 0);
     for (int i = 1; i <= 2; i++) {
@@ -112,7 +84,7 @@ Test(signals, handler_returning_zero_keeps_looping, .timeout = 5,
     cr_assert_eq(raise(SIGUSR1), 0);
     cr_assert_eq(ac_poll(m, 1.0), AC_EXIT_NOW);
     cr_assert_str_eq(tk_trace, "sig:10 sig:10 sig:10");
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 static int on_any(ac_map *m, int signo, void *arg)
@@ -128,7 +100,7 @@ Test(signals, two_signals_two_handlers, .timeout = 5,
                     "reach their handler with their number")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     cr_assert_eq(ac_signal_watch(m, SIGUSR1, on_any, NULL), 0);
     cr_assert_eq(ac_signal_watch(m, SIGUSR2, on_any, NULL), 0);
     cr_assert_eq(raise(SIGUSR2), 0);
@@ -137,7 +109,7 @@ Test(signals, two_signals_two_handlers, .timeout = 5,
     cr_assert_eq(raise(SIGUSR1), 0);
     cr_assert_eq(ac_poll(m, 1.0), 0);
     cr_assert_str_eq(tk_trace, "sig:12 sig:10");
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 Test(signals, unwatch_unblocks, .timeout = 5,
@@ -145,7 +117,7 @@ Test(signals, unwatch_unblocks, .timeout = 5,
                     "unknown or invalid signals are -EINVAL")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     cr_assert_eq(ac_signal_watch(m, 0, on_any, NULL), -EINVAL);
     cr_assert_eq(ac_signal_watch(m, SIGUSR1, NULL, NULL), -EINVAL);
     cr_assert_eq(ac_signal_unwatch(m, SIGUSR2), -EINVAL);
@@ -158,5 +130,5 @@ Test(signals, unwatch_unblocks, .timeout = 5,
     cr_assert_eq(raise(SIGUSR1), 0);
     cr_assert_eq(ac_poll(m, 0.05), 0);
     cr_assert_str_empty(tk_trace);
-    finish(m);
+    tk_anchor_finish(m);
 }

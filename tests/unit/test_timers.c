@@ -1,38 +1,8 @@
 /* Unit: timers (header "timers, idle, signals"; W4, X10).  Timers keep no
  * loop alive by themselves (L4/L5: the loop runs while the map is not
- * empty), so each test registers an "anchor" dispatcher that waits for
- * reading on a quiet socketpair. */
+ * empty), so each test registers an anchor (tk_anchor in ac_testkit.h)
+ * that waits for reading on a quiet socketpair. */
 #include "ac_testkit.h"
-
-static bool never(ac_dispatcher *d)
-{
-    (void)d;
-    return false;
-}
-
-static const ac_handlers anchor_h = {
-    .writable = never,
-    .finalize = tk_finalize,
-};
-
-static int anchor_raw = -1;
-
-static ac_dispatcher *anchor(ac_map *m)
-{
-    int sv[2];
-    tk_socketpair(SOCK_STREAM, sv);
-    ac_dispatcher *d = tk_new(m, &anchor_h, "anchor");
-    cr_assert_eq(ac_attach(d, sv[0]), 0);
-    anchor_raw = sv[1];
-    return d;
-}
-
-static void finish(ac_map *m)
-{
-    tk_finish(m);
-    if (anchor_raw >= 0)
-        close(anchor_raw);
-}
 
 /* --------------------------------------------------- ordering property */
 
@@ -57,7 +27,7 @@ Test(timers, fire_in_deadline_order_property, .timeout = 30,
     for (uint32_t seed = 1; seed <= 5; seed++) {
         ac_map *m = tk_map();
         cur_map = m;
-        anchor(m);
+        tk_anchor(m);
         uint32_t s = seed * 7919u;
         int delay_steps[NT];
         ac_timer *t[NT];
@@ -86,7 +56,7 @@ Test(timers, fire_in_deadline_order_property, .timeout = 30,
             cr_assert_not(ac_timer_is_active(t[i]));
             ac_timer_free(t[i]);
         }
-        finish(m);
+        tk_anchor_finish(m);
     }
 }
 
@@ -108,7 +78,7 @@ Test(timers, never_fires_early, .timeout = 5,
      .description = "W4: a timer runs no earlier than its delay")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     ac_timer *t = ac_timer_new(m, stamp, NULL);
     t_started = tk_clock();
     cr_assert_eq(ac_timer_start(t, 0.1), 0);
@@ -118,7 +88,7 @@ Test(timers, never_fires_early, .timeout = 5,
     cr_assert_geq(t_fired - t_started, 0.1, "fired after %.4f s", t_fired - t_started);
     cr_assert_lt(t_fired - t_started, 0.5);
     ac_timer_free(t);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 Test(timers, loop_timeout_honours_next_timer, .timeout = 5,
@@ -126,7 +96,7 @@ Test(timers, loop_timeout_honours_next_timer, .timeout = 5,
                     "returns right after it ran")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     ac_timer *t = ac_timer_new(m, stamp, NULL);
     cr_assert_eq(ac_timer_start(t, 0.05), 0);
     double t0 = tk_clock();
@@ -136,7 +106,7 @@ Test(timers, loop_timeout_honours_next_timer, .timeout = 5,
     cr_assert_geq(el, 0.045);
     cr_assert_lt(el, 1.0, "ac_poll(5.0) took %.3f s", el);
     ac_timer_free(t);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 static double stop_loop(ac_timer *t, void *arg)
@@ -152,7 +122,7 @@ Test(timers, loop_forever_returns_when_timer_stops_it, .timeout = 5,
                     "timer calls ac_loop_stop")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     ac_timer *t = ac_timer_new(m, stop_loop, m);
     cr_assert_eq(ac_timer_start(t, 0.05), 0);
     double t0 = tk_clock();
@@ -160,7 +130,7 @@ Test(timers, loop_forever_returns_when_timer_stops_it, .timeout = 5,
     cr_assert_lt(tk_clock() - t0, 1.0);
     cr_assert_eq(ac_map_count(m), 1, "L16: channels stay in the map");
     ac_timer_free(t);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 /* ------------------------------------------------------- stop/restart */
@@ -170,7 +140,7 @@ Test(timers, stop_and_restart, .timeout = 5,
                     "runs once")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     ac_timer *t = ac_timer_new(m, stamp, NULL);
     cr_assert_eq(ac_timer_start(t, 0.02), 0);
     ac_timer_stop(t);
@@ -189,7 +159,7 @@ Test(timers, stop_and_restart, .timeout = 5,
     cr_assert_eq(ac_loop(m, 0.05, 3), 0);
     cr_assert_eq(nrun, 1, "one start, one run");
     ac_timer_free(t);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 /* ------------------------------------------------ repeat and free */
@@ -206,7 +176,7 @@ Test(timers, repeat_by_return_value, .timeout = 5,
                     "stops")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     ac_timer *t = ac_timer_new(m, repeat5, NULL);
     cr_assert_eq(ac_timer_start(t, 0.01), 0);
     double end = tk_clock() + 1.0;
@@ -215,7 +185,7 @@ Test(timers, repeat_by_return_value, .timeout = 5,
     cr_assert_eq(nrun, 5);
     cr_assert_not(ac_timer_is_active(t));
     ac_timer_free(t);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 static double again_now(ac_timer *t, void *arg)
@@ -231,7 +201,7 @@ Test(timers, zero_delay_runs_once_per_iteration, .timeout = 5,
                     "runs once per iteration and never makes the loop wait")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     ac_timer *t = ac_timer_new(m, again_now, NULL);
     cr_assert_eq(ac_timer_start(t, 0), 0);
     double t0 = tk_clock();
@@ -239,7 +209,7 @@ Test(timers, zero_delay_runs_once_per_iteration, .timeout = 5,
     cr_assert_eq(nrun, 5);
     cr_assert_lt(tk_clock() - t0, 1.0);
     ac_timer_free(t);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 static double free_self(ac_timer *t, void *arg)
@@ -254,12 +224,12 @@ Test(timers, free_inside_own_callback, .timeout = 5,
      .description = "W4 (header): ac_timer_free inside its own callback is safe and ends it")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     ac_timer *t = ac_timer_new(m, free_self, NULL);
     cr_assert_eq(ac_timer_start(t, 0.01), 0);
     cr_assert_eq(ac_loop(m, 0.05, 6), 0);
     cr_assert_eq(nrun, 1);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 static ac_timer *victim;
@@ -287,7 +257,7 @@ Test(timers, free_another_due_timer_from_a_callback, .timeout = 5,
                     "freed one never runs")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     ac_timer *killer = ac_timer_new(m, free_other, NULL);
     victim = ac_timer_new(m, victim_cb, NULL);
     cr_assert_eq(ac_timer_start(killer, 0.01), 0);
@@ -297,7 +267,7 @@ Test(timers, free_another_due_timer_from_a_callback, .timeout = 5,
     cr_assert_eq(ac_loop(m, 0.02, 3), 0);
     cr_assert_str_eq(tk_trace, "killer");
     ac_timer_free(killer);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 Test(timers, outlive_their_map, .timeout = 5,
@@ -305,10 +275,10 @@ Test(timers, outlive_their_map, .timeout = 5,
                     "is stopped and can still be freed")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     ac_timer *t = ac_timer_new(m, stamp, NULL);
     cr_assert_eq(ac_timer_start(t, 10.0), 0);
-    finish(m);
+    tk_anchor_finish(m);
     cr_assert_not(ac_timer_is_active(t));
     ac_timer_stop(t);
     ac_timer_free(t);

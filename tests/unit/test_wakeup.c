@@ -4,34 +4,6 @@
 
 #include <pthread.h>
 
-static bool never(ac_dispatcher *d)
-{
-    (void)d;
-    return false;
-}
-
-static const ac_handlers anchor_h = {
-    .writable = never,
-    .finalize = tk_finalize,
-};
-
-static int anchor_raw = -1;
-
-static void anchor(ac_map *m)
-{
-    int sv[2];
-    tk_socketpair(SOCK_STREAM, sv);
-    ac_dispatcher *d = tk_new(m, &anchor_h, "anchor");
-    cr_assert_eq(ac_attach(d, sv[0]), 0);
-    anchor_raw = sv[1];
-}
-
-static void finish(ac_map *m)
-{
-    tk_finish(m);
-    close(anchor_raw);
-}
-
 static pthread_t loop_thread;
 static int wrong_thread;
 
@@ -56,7 +28,7 @@ Test(wakeup, call_from_thread_wakes_blocked_loop, .timeout = 5,
                     "blocked with a 5 s timeout; the call runs in the loop thread")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     loop_thread = pthread_self();
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, call_later, m), 0);
@@ -68,7 +40,7 @@ Test(wakeup, call_from_thread_wakes_blocked_loop, .timeout = 5,
     cr_assert_lt(el, 1.5, "took %.3f s", el);
     cr_assert_str_eq(tk_trace, "call");
     cr_assert_eq(wrong_thread, 0);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 static void *wake_later(void *arg)
@@ -83,7 +55,7 @@ Test(wakeup, wakeup_from_thread_ends_the_wait, .timeout = 5,
                     "iteration counts (L4) and dispatches nothing")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, wake_later, m), 0);
     double t0 = tk_clock();
@@ -92,7 +64,7 @@ Test(wakeup, wakeup_from_thread_ends_the_wait, .timeout = 5,
     pthread_join(t, NULL);
     cr_assert_lt(el, 1.5, "took %.3f s", el);
     cr_assert_str_empty(tk_trace);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 #define NCALLS 20000
@@ -138,7 +110,7 @@ Test(wakeup, many_calls_keep_their_order, .timeout = 30,
                     "call runs once, in the loop thread, each thread's calls in order")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     loop_thread = pthread_self();
     pthread_t t[NTHREADS];
     struct producer p[NTHREADS];
@@ -154,7 +126,7 @@ Test(wakeup, many_calls_keep_their_order, .timeout = 30,
     for (int i = 0; i < NTHREADS; i++)
         cr_assert_eq(seen[i], NCALLS);
     cr_assert_eq(wrong_thread, 0);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 static void trace_call(ac_map *m, void *arg)
@@ -168,7 +140,7 @@ Test(wakeup, calls_queued_before_the_loop_run_in_order_in_its_first_iteration, .
                     "iteration, in the order queued, without waiting the timeout")
 {
     ac_map *m = tk_map();
-    anchor(m);
+    tk_anchor(m);
     for (int i = 0; i < 5; i++)
         cr_assert_eq(ac_call_soon_threadsafe(m, trace_call, (void *)(intptr_t)i), 0);
     double t0 = tk_clock();
@@ -176,7 +148,7 @@ Test(wakeup, calls_queued_before_the_loop_run_in_order_in_its_first_iteration, .
     cr_assert_lt(tk_clock() - t0, 1.0);
     cr_assert_str_eq(tk_trace, "0 1 2 3 4");
     cr_assert_eq(ac_call_soon_threadsafe(m, NULL, NULL), -EINVAL);
-    finish(m);
+    tk_anchor_finish(m);
 }
 
 Test(wakeup, pending_calls_when_the_map_is_freed, .timeout = 5,
