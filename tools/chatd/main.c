@@ -67,7 +67,8 @@ static struct {
     double idle, nick_timeout, line_timeout, slow_timeout;
     ac_map *map; /* state */
     ac_dispatcher *listener;
-    ac_timer *backoff, *deadline, *trim;
+    tool_backoff *backoff;
+    ac_timer *deadline, *trim;
     size_t queued, peak; /* every client's queue together (as last seen), and its top */
     struct client *speaker; /* whose line is being handled */
     struct client *head, *tail;
@@ -85,17 +86,6 @@ static struct {
     .nick_timeout = 30,
     .line_timeout = 60,
 };
-
-static const char *describe(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
-{
-    char host[NI_MAXHOST], serv[NI_MAXSERV];
-    if (getnameinfo(sa, len, host, sizeof host, serv, sizeof serv,
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-        snprintf(buf, size, "?");
-    else
-        snprintf(buf, size, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
-    return buf;
-}
 
 /* ------------------------------------------------------------ output */
 
@@ -679,7 +669,7 @@ static int listener_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *a
 {
     (void)ls;
     char peer[64];
-    describe(addr, addrlen, peer, sizeof peer);
+    tool_peer_text(addr, addrlen, peer, sizeof peer);
     if (S.clients >= S.max_clients) {
         refuse(fd, peer);
         return 0;
@@ -722,21 +712,17 @@ static int listener_accepted(ac_dispatcher *ls, int fd, const struct sockaddr *a
     return 0;
 }
 
-static double resume_accepting(ac_timer *t, void *arg)
+static void set_accepting(void *arg, bool on)
 {
-    (void)t, (void)arg;
-    ac_set_reading(S.listener, true);
-    return -1;
+    (void)arg;
+    ac_set_reading(S.listener, on);
 }
 
-/* An accept failure, EMFILE most likely.  asyncore would close the
- * listener (W15); the backlog stays readable, so pause a moment instead of
- * spinning. */
+/* An accept failure, EMFILE most likely: a pause (tool_backoff). */
 static int listener_error(ac_dispatcher *d, const ac_error *e)
 {
-    tool_log(TOOL_WARNING, "%s: %s", e->op, strerror(e->err));
-    ac_set_reading(d, false);
-    ac_timer_start(S.backoff, ACCEPT_BACKOFF);
+    (void)d;
+    tool_backoff_pause(S.backoff, NULL, e->op, e->err);
     return 0;
 }
 
@@ -745,18 +731,6 @@ static const ac_handlers listener_handlers = {
     .handle_accepted = listener_accepted,
     .handle_error = listener_error,
 };
-
-/* The startup line, with the port the kernel chose for -p 0. */
-static void log_listening(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-        getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, serv, sizeof serv,
-                    NI_NUMERICHOST | NI_NUMERICSERV);
-    tool_log(TOOL_INFO, "listening on %s port %s, at most %ld clients", host, serv, S.max_clients);
-}
 
 static int listen_on(const char *host, int port)
 {
@@ -781,7 +755,7 @@ static int listen_on(const char *host, int port)
         tool_log(TOOL_ERROR, "cannot listen on %s port %d: %s", host, port, strerror(-rc));
         return -1;
     }
-    log_listening(ac_fd(ls));
+    tool_log_listening(ac_fd(ls), "at most %ld clients", S.max_clients);
     return 0;
 }
 
@@ -804,7 +778,7 @@ static int on_signal(ac_map *m, int signo, void *arg)
         return AC_EXIT_NOW;
     tool_log(TOOL_INFO, "%s: shutting down", strsignal(signo));
     S.stopping = true;
-    ac_timer_stop(S.backoff);
+    tool_backoff_stop(S.backoff);
     ac_close(S.listener);
     S.listener = NULL;
     while (S.head)
@@ -880,14 +854,10 @@ static int options(int argc, char **argv)
         case 'v': tool_verbosity += tool_verbosity < TOOL_DEBUG; break;
         default: return tool_option_end(c, usage); /* -h, -V, or getopt said what is wrong */
         }
-        for (const struct option *o = longopts; !ok && o->name; o++)
-            if (o->val == c)
-                fprintf(stderr, "chatd: invalid value for --%s: '%s'\n", o->name, optarg);
+        if (!ok)
+            tool_invalid_value(longopts, c, optarg);
     }
-    if (ok && optind < argc) {
-        fprintf(stderr, "chatd: unexpected argument '%s'\n", argv[optind]);
-        ok = false;
-    }
+    ok = ok && tool_no_operands(argc, argv);
     return ok ? -1 : tool_option_end('?', usage);
 }
 
@@ -897,7 +867,7 @@ static bool setup(void)
     signal(SIGPIPE, SIG_IGN);
     if (tool_map_new(&S.map) < 0)
         return false;
-    S.backoff = ac_timer_new(S.map, resume_accepting, NULL);
+    S.backoff = tool_backoff_new(S.map, ACCEPT_BACKOFF, set_accepting, NULL);
     S.deadline = ac_timer_new(S.map, shutdown_deadline, NULL);
     S.trim = ac_timer_new(S.map, trim_memory, NULL);
     return S.backoff && S.deadline && S.trim && ac_signal_watch(S.map, SIGINT, on_signal, NULL) == 0 &&
@@ -921,7 +891,7 @@ int main(int argc, char **argv)
     }
     if (S.map) {
         ac_close_all(S.map, true);
-        ac_timer_free(S.backoff);
+        tool_backoff_free(S.backoff);
         ac_timer_free(S.deadline);
         ac_timer_free(S.trim);
         ac_map_free(S.map); /* runs the finalizers */

@@ -23,7 +23,6 @@
 #include <asyncore.h>
 #include <asyncore_relay.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -76,7 +75,8 @@ struct worker {
     int id;
     ac_map *map;
     pthread_t thread;
-    ac_timer *backoff, *drain;
+    tool_backoff *backoff;
+    ac_timer *drain;
     struct listener *listeners;
     struct conn *waiting;  /* accepted, no descriptor yet for their remote */
     bool stopping;
@@ -126,23 +126,6 @@ static struct {
 };
 
 /* ------------------------------------------------------------ logging */
-
-/* A client's address as text.  An IPv4 client of a "::" listener comes as
- * ::ffff:a.b.c.d: it is shown, and matched by allow / deny, as a.b.c.d
- * (issue 8 item 5). */
-static void sockaddr_text(const struct sockaddr *sa, socklen_t len, char *out, size_t size)
-{
-    char host[NI_MAXHOST] = "?";
-    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
-    struct sockaddr_in v4 = {.sin_family = AF_INET};
-    if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
-        memcpy(&v4.sin_addr, &v6->sin6_addr.s6_addr[12], 4);
-        sa = (const struct sockaddr *)&v4;
-        len = sizeof v4;
-    }
-    getnameinfo(sa, len, host, sizeof host, NULL, 0, NI_NUMERICHOST);
-    snprintf(out, size, "%s", host);
-}
 
 /* One line per connection.  Without a logfile it goes to stderr at level
  * info; with one, in rinetd's tab-separated form, or its "common" form
@@ -454,19 +437,6 @@ fail:;
     return -err;
 }
 
-/* Out of descriptors (or buffers): accepting pauses a moment on all of
- * the worker's listeners.  The backlog stays readable, so going on would
- * spin (W15); relays that are running go on, and freed descriptors let it
- * recover. */
-static void pause_accepting(struct worker *w, const char *what, const char *op, int err)
-{
-    tool_log(TOOL_WARNING, "%s: %s: %s (accepting again in %g s)", what, op, strerror(err),
-             ACCEPT_BACKOFF);
-    for (struct listener *o = w->listeners; o; o = o->next)
-        ac_set_reading(o->d, false);
-    ac_timer_start(w->backoff, ACCEPT_BACKOFF);
-}
-
 /* Whether a failed step is worth retrying once descriptors or memory are
  * free again.  The relay's -EMFILE is not: its sockets exist, and a map
  * on select refuses a descriptor >= FD_SETSIZE (that client fails, the
@@ -518,7 +488,7 @@ static void serve(struct worker *w, struct conn *c)
         pp = &(*pp)->next;
     *pp = c;
     c->next = NULL;
-    pause_accepting(w, c->rule->name, op, -rc);
+    tool_backoff_pause(w->backoff, c->rule->name, op, -rc); /* all of w's listeners */
 }
 
 /* Whether a new client may come in; if not, why (for the log). */
@@ -547,7 +517,9 @@ static int listener_accepted(ac_dispatcher *d, int fd, const struct sockaddr *ad
     c->rule = r;
     c->fd = fd;
     ruleset_ref(r->rs);
-    sockaddr_text(addr, addrlen, c->client, sizeof c->client);
+    /* An IPv4 client of a "::" listener is shown, and matched by allow /
+     * deny, as a.b.c.d (issue 8 item 5). */
+    tool_host_text(addr, addrlen, c->client, sizeof c->client);
     atomic_fetch_add(&r->st->total, 1);
     const char *no = admission(l, c->client);
     if (no) {
@@ -565,31 +537,29 @@ static int listener_accepted(ac_dispatcher *d, int fd, const struct sockaddr *ad
     return 0;
 }
 
-/* The pause is over: the clients that waited for a descriptor go first,
- * in order; accepting resumes once they all have one. */
-static double resume_accepting(ac_timer *t, void *arg)
+/* Accepting off or on for all of w's listeners (tool_backoff).  When a
+ * pause is over, the clients that waited for a descriptor go first, in
+ * order; accepting resumes once they all have one. */
+static void set_accepting(void *arg, bool on)
 {
-    (void)t;
     struct worker *w = arg;
-    while (w->waiting) {
+    while (on && w->waiting) {
         struct conn *c = w->waiting;
         w->waiting = c->next;
         serve(w, c);
-        if (ac_timer_is_active(w->backoff))
-            return -1; /* still out: serve() queued c again and restarted the pause */
+        if (tool_backoff_is_active(w->backoff))
+            return; /* still out: serve() queued c again and restarted the pause */
     }
     for (struct listener *l = w->listeners; l; l = l->next)
-        ac_set_reading(l->d, true);
-    return -1;
+        ac_set_reading(l->d, on);
 }
 
-/* An accept failure that is not "nothing there": EMFILE, ENFILE, ENOBUFS.
- * asyncore would close the listener (W15). */
+/* An accept failure that is not "nothing there": EMFILE, ENFILE, ENOBUFS. */
 static int listener_error(ac_dispatcher *d, const ac_error *e)
 {
     struct listener *l = ac_user(d);
     atomic_fetch_add(&l->rule->st->errors, 1);
-    pause_accepting(l->w, l->rule->name, e->op, e->err);
+    tool_backoff_pause(l->w->backoff, l->rule->name, e->op, e->err);
     return 0;
 }
 
@@ -656,18 +626,6 @@ static bool same_bind(const struct rule *a, const struct rule *b)
     return a->bind_len == b->bind_len && !memcmp(&a->bind, &b->bind, a->bind_len);
 }
 
-static void log_listening(const struct listener *l)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
-    if (getsockname(ac_fd(l->d), (struct sockaddr *)&ss, &len) == 0)
-        getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, serv, sizeof serv,
-                    NI_NUMERICHOST | NI_NUMERICSERV);
-    tool_log(TOOL_INFO, "listening on %s port %s, forwarding to %s port %s", host, serv,
-           l->rule->src->connect_host, l->rule->src->connect_port);
-}
-
 /* Listen for every rule of rs.  A listener whose address is in rs too is
  * kept (its backlog survives a reload) and serves the new rule; the rest
  * are closed.  All or nothing: if one address cannot be listened on, the
@@ -714,7 +672,8 @@ static int worker_install(struct worker *w, struct ruleset *rs, char *err, size_
             w->listeners = next[k];
         }
         for (struct listener *l = w->listeners; l && w->id == 0; l = l->next)
-            log_listening(l);
+            tool_log_listening(ac_fd(l->d), "forwarding to %s port %s", l->rule->src->connect_host,
+                               l->rule->src->connect_port);
     }
     free(next);
     free(opened);
@@ -758,7 +717,7 @@ static void worker_stop(ac_map *m, void *arg)
     for (struct listener *l = w->listeners; l; l = l->next)
         ac_close(l->d);
     w->listeners = NULL;
-    ac_timer_stop(w->backoff);
+    tool_backoff_stop(w->backoff);
     drop_waiting(w);
     if (S.drain_timeout > 0)
         ac_timer_start(w->drain, S.drain_timeout);
@@ -786,7 +745,7 @@ static int worker_open(struct worker *w, int id)
     int rc = tool_map_new(&w->map); /* says why it failed */
     if (rc < 0)
         return rc;
-    w->backoff = ac_timer_new(w->map, resume_accepting, w);
+    w->backoff = tool_backoff_new(w->map, ACCEPT_BACKOFF, set_accepting, w);
     w->drain = ac_timer_new(w->map, drain_over, w);
     if (w->backoff && w->drain)
         return 0;
@@ -800,7 +759,7 @@ static void worker_close(struct worker *w)
         return;
     drop_waiting(w);
     ac_close_all(w->map, true);
-    ac_timer_free(w->backoff);
+    tool_backoff_free(w->backoff);
     ac_timer_free(w->drain);
     ac_map_free(w->map); /* runs the finalizers left */
     w->map = NULL;
@@ -996,16 +955,9 @@ static int options(int argc, char **argv)
         default: return tool_option_end(c, usage); /* -h, -V, or getopt said why */
         }
         if (!ok)
-            for (const struct option *o = longopts; o->name; o++)
-                if (o->val == c) {
-                    fprintf(stderr, "portfwd: invalid value for --%s: '%s'\n", o->name, optarg);
-                    break;
-                }
+            tool_invalid_value(longopts, c, optarg);
     }
-    if (ok && optind < argc) {
-        fprintf(stderr, "portfwd: unexpected argument '%s'\n", argv[optind]);
-        ok = false;
-    }
+    ok = ok && tool_no_operands(argc, argv);
     if (ok && S.config_path && (S.local_port || S.remote_ip || S.remote_port)) {
         fprintf(stderr, "portfwd: -c FILE and -p/-r/-P do not go together\n");
         ok = false;
