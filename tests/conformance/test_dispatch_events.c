@@ -335,7 +335,7 @@ static int expt_consume(ac_dispatcher *d)
 static ac_dispatcher *oob_client(ac_map *m, const ac_handlers *h, int *srv, const char *data)
 {
     int c;
-    tcp_pair(&c, srv);
+    tk_tcp_pair(&c, srv);
     ac_dispatcher *d = tk_new(m, h, "c");
     cr_assert_eq(ac_attach(d, c), 0);
     if (data)

@@ -158,7 +158,7 @@ Test(dispatch, adopt_connected_tcp_socket, .timeout = 5,
 {
     ac_map *m = tk_map();
     int c, s;
-    tcp_pair(&c, &s);
+    tk_tcp_pair(&c, &s);
     cr_assert_not(tk_nonblocking(s));
     struct sockaddr_storage peer;
     socklen_t plen = sizeof(peer);

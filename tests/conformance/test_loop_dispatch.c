@@ -22,8 +22,8 @@ Test(loop, select_dispatches_by_phase_poll_by_descriptor, .timeout = 5,
 {
     ac_map *m = tk_map();
     int ma, pa, mb, pb;
-    tcp_pair(&ma, &pa);
-    tcp_pair(&mb, &pb);
+    tk_tcp_pair(&pa, &ma);
+    tk_tcp_pair(&pb, &mb);
     mk(m, &ph, "a", ma, true, true);
     mk(m, &ph, "b", mb, true, true);
     cr_assert_eq(send(pa, "abc", 3, 0), 3);
@@ -89,7 +89,7 @@ Test(loop, peer_reset_trace, .timeout = 5,
 {
     ac_map *m = tk_map();
     int mine, peer;
-    tcp_pair(&mine, &peer);
+    tk_tcp_pair(&peer, &mine);
     struct tk_node *nc = tk_node(mk(m, &ph, "c", mine, true, true));
     reset_peer(peer, mine);
     cr_assert_eq(ac_loop(m, 1.0, 1), 0);
@@ -109,7 +109,7 @@ Test(loop, peer_reset_on_a_write_only_channel, .timeout = 5,
 {
     ac_map *m = tk_map();
     int mine, peer;
-    tcp_pair(&mine, &peer);
+    tk_tcp_pair(&peer, &mine);
     mk(m, &ph, "c", mine, false, true);
     reset_peer(peer, mine);
     cr_assert_eq(ac_loop(m, 1.0, 1), 0);

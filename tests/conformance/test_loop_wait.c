@@ -183,7 +183,7 @@ static void oob_case(bool r, bool w, bool with_data, const char *sel, const char
 {
     ac_map *m = tk_map();
     int mine, peer;
-    tcp_pair(&mine, &peer);
+    tk_tcp_pair(&peer, &mine);
     mk(m, &ph, "c", mine, r, w);
     if (with_data) {
         cr_assert_eq(send(peer, "abc", 3, 0), 3);

@@ -353,6 +353,19 @@ static TK_UNUSED int tk_connect_raw(const struct sockaddr_storage *ss, socklen_t
     return fd;
 }
 
+/* A connected loopback TCP pair of raw blocking sockets: *client made the
+ * connection, *server is what the listener accepted. */
+static TK_UNUSED void tk_tcp_pair(int *client, int *server)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int l = tk_listener(AF_INET, &ss, &len, 1);
+    *client = tk_connect_raw(&ss, len);
+    *server = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    cr_assert_geq(*server, 0);
+    close(l);
+}
+
 /* An address nobody listens on: a bound, non-listening socket holds the
  * port so that a connect to it is refused (kept open in *holder). */
 static TK_UNUSED socklen_t tk_refusing_addr(int family, struct sockaddr_storage *ss, int *holder)

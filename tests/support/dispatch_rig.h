@@ -215,18 +215,6 @@ static TK_UNUSED ac_dispatcher *refused_d(ac_map *m, const ac_handlers *h, const
     return d;
 }
 
-/* A connected loopback TCP pair of raw blocking sockets. */
-static TK_UNUSED void tcp_pair(int *cli, int *srv)
-{
-    struct sockaddr_storage ss;
-    socklen_t len;
-    int l = tk_listener(AF_INET, &ss, &len, 1);
-    *cli = tk_connect_raw(&ss, len);
-    *srv = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-    cr_assert_geq(*srv, 0);
-    close(l);
-}
-
 enum state { ST_ACCEPTING, ST_CONNECTING, ST_IDLE, ST_CONNECTED, ST_N };
 static TK_UNUSED const char *const state_name[ST_N] = {"accepting", "connecting", "idle",
                                                        "connected"};

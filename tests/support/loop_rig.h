@@ -192,18 +192,6 @@ static TK_UNUSED ac_dispatcher *mk(ac_map *m, const ac_handlers *h, const char *
     return d;
 }
 
-/* A connected TCP pair over loopback: *mine for a channel, *peer raw. */
-static TK_UNUSED void tcp_pair(int *mine, int *peer)
-{
-    struct sockaddr_storage ss;
-    socklen_t len;
-    int lfd = tk_listener(AF_INET, &ss, &len, 5);
-    *peer = tk_connect_raw(&ss, len);
-    *mine = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    cr_assert_geq(*mine, 0);
-    close(lfd);
-}
-
 /* The peer resets the connection (RST instead of FIN). */
 static TK_UNUSED void reset_peer(int peer, int mine)
 {
