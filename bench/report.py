@@ -8,50 +8,9 @@ usage: report.py RAW_FILE [SERVERS...]
 Each raw line is `server=S row=R round=N` followed by loadgen's key=value
 output; status=ok lines count, anything else (timeout, fail) does not.
 """
-import os
-import statistics
 import sys
 
-
-def disturbance(r):
-    """Percent of the CPUs the window lost to the hypervisor (steal) and to
-    the machine's other processes (others)."""
-    return float(r.get("steal_pct", 0)) + float(r.get("others_pct", 0))
-
-
-# QUIET_MAX=PCT in the environment: count only windows that lost at most
-# PCT percent of the CPUs to the hypervisor and other processes (a table of
-# the quiet windows alone; cells may then have fewer samples, or none).
-QUIET_MAX = float(os.environ["QUIET_MAX"]) if os.environ.get("QUIET_MAX") else None
-
-
-def quiet(r):
-    return QUIET_MAX is None or ("others_pct" in r and disturbance(r) <= QUIET_MAX)
-
-
-def pick(lines):
-    """The lines of one measurement (same server, row and round): the
-    attempts bench/run*.sh discarded (steal, busy) and the one it kept.
-    The least disturbed attempt counts: the one whose window lost the
-    smallest share of the CPUs to the hypervisor and to other processes
-    (steal_pct + others_pct); the kept one when those fields are missing."""
-    idx = [i for i, r in enumerate(lines) if r.get("status") in ("ok", "busy", "steal")]
-    if not idx:
-        return lines
-    if all("others_pct" in lines[i] and "steal_pct" in lines[i] for i in idx):
-        best = min(idx, key=lambda i: disturbance(lines[i]))
-    else:
-        ok = [i for i in idx if lines[i].get("status") == "ok"]
-        if not ok:
-            return lines
-        best = ok[-1]
-    out = [dict(r) for r in lines]
-    for i in idx:
-        if i == best:
-            out[i]["status"] = "ok"
-        elif out[i]["status"] == "ok":
-            out[i]["status"] = "busy"
-    return out
+from report_lib import latency_cell, load, med, num, others_line, ratio_cell, table_head
 
 NAMES = {
     "epoll": "epoll loop (limit)",
@@ -63,48 +22,10 @@ NAMES = {
 }
 
 
-def load(path):
-    runs, groups = {}, {}
-    with open(path) as f:
-        for line in f:
-            kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
-            if "server" not in kv or "row" not in kv:
-                continue
-            groups.setdefault((kv["server"], kv["row"], kv.get("round")), []).append(kv)
-    for (server, row, _round), lines in groups.items():
-        runs.setdefault((server, row), []).extend(pick(lines))
-    return runs
-
-
-def med(runs, server, row, key):
-    vals = [float(r[key]) for r in runs.get((server, row), [])
-            if r.get("status") == "ok" and key in r and quiet(r)]
-    return (statistics.median(vals), len(vals)) if vals else (None, 0)
-
-
-def num(v, digits=0):
-    if v is None:
-        return "n/a"
-    return f"{v:,.{digits}f}"
-
-
-def others_line(runs):
-    vals = sorted(float(r["others_pct"]) for rs in runs.values() for r in rs
-                  if r.get("status") == "ok" and "others_pct" in r)
-    if vals:
-        dis = sorted(disturbance(r) for rs in runs.values() for r in rs
-                     if r.get("status") == "ok" and "others_pct" in r)
-        print(f"Counted runs: {len(vals)} (of each measurement's attempts the least "
-              f"disturbed one).  CPU share their windows lost to other processes: median "
-              f"{statistics.median(vals):.1f}%, max {vals[-1]:.1f}%; to other processes "
-              f"and the hypervisor together: median {statistics.median(dis):.1f}%, "
-              f"max {dis[-1]:.1f}%.")
-        print()
-
 def main():
     raw = sys.argv[1]
     servers = sys.argv[2:] or list(NAMES)
-    runs = load(raw)
+    runs, _rows = load(raw)
     others_line(runs)
     attempted = {s for (s, _r) in runs}
     servers = [s for s in servers if s in attempted or s == "ac"]
@@ -121,15 +42,7 @@ def main():
                 out.append(missing(s, row))
                 continue
             v, n = med(runs, s, row, key)
-            if v is None:
-                out.append("n/a")
-                continue
-            text = num(v, digits)
-            if base:
-                text += f" ({v / base:.2f}x)"
-            if n == 1:
-                text += " ¹"
-            out.append(text)
+            out.append(ratio_cell(v, n, base, digits))
         return out
 
     def cell_lat(row):
@@ -138,9 +51,7 @@ def main():
             if (s, row) not in runs:
                 out.append(missing(s, row))
                 continue
-            p50, _ = med(runs, s, row, "p50_us")
-            p99, _ = med(runs, s, row, "p99_us")
-            out.append("n/a" if p50 is None else f"{num(p50)} / {num(p99)}")
+            out.append(latency_cell(runs, s, row))
         return out
 
     def cell_plain(row, key, digits=0, unit=""):
@@ -180,9 +91,8 @@ def main():
             if row == "idle" and "idle" in r:
                 idle = f"{int(r['idle']):,}"
 
-    lines = []
-    lines.append("| row | " + " | ".join(NAMES.get(s, s) for s in servers) + " |")
-    lines.append("|---|" + "---|" * len(servers))
+    head = table_head(servers, NAMES)
+    lines = list(head)
 
     def add(label, cells, row):
         if any((s, row) in runs for s in servers):
@@ -212,8 +122,7 @@ def main():
     print("Server CPU time per round trip (µs, user + system, from "
           "/proc/PID/schedstat; lower is better):")
     print()
-    print("| row | " + " | ".join(NAMES.get(s, s) for s in servers) + " |")
-    print("|---|" + "---|" * len(servers))
+    print("\n".join(head))
     for row, label in (("rr1", "1 connection, 64 B"), ("rr100", "100 connections, 64 B"),
                        ("rr1000", "1,000 connections, 64 B"),
                        ("big100", "100 connections, 16 KiB"),
