@@ -26,39 +26,25 @@
 #                  load generator) take more than this share of the CPUs,
 #                  percent [10]; such a run is kept as status=busy.  The
 #                  report counts the least disturbed attempt of each
-#                  measurement (bench/report.py, pick())
+#                  measurement (bench/report_lib.py, pick())
 #   STEAL_RETRIES  reruns allowed per measurement, for either cause [3]
 #   BUSY_PAUSE     seconds to wait before rerunning a busy run       [3]
 #   NOPIN=1  do not pin (server on CPU 0, loadgen on CPU 1 otherwise)
 set -u
 
+NAME=run.sh
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 B=$BUILD/bench
-ROUNDS=${ROUNDS:-3}
-SECS=${SECS:-3}
-WARMUP=${WARMUP:-0.5}
 IDLE=${IDLE:-10000}
-CAP=${CAP:-60}
 PY_IDLE_CAP=${PY_IDLE_CAP:-150}
 PY_IDLE_ROUNDS=${PY_IDLE_ROUNDS:-1}
 SERVERS=${SERVERS:-"epoll ac libev libevent libuv asyncore"}
 ROWS=${ROWS:-"rr1 rr100 rr1000 big100 big100nd idle connrate"}
-OUT=${OUT:-$BUILD/bench-results}
-STEAL_MAX=${STEAL_MAX:-3}
-STEAL_RETRIES=${STEAL_RETRIES:-3}
-BUSY_MAX=${BUSY_MAX:-10}
-BUSY_PAUSE=${BUSY_PAUSE:-3}
-
-die() { echo "run.sh: $*" >&2; exit 1; }
+. "$ROOT/bench/lib.sh"
 
 [ -x "$B/loadgen" ] || die "$B/loadgen missing: build first (make bench)"
-mkdir -p "$OUT"
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-RAW=$OUT/raw-$stamp.txt
-TABLE=$OUT/table-$stamp.md
-SLOG=$OUT/servers-$stamp.log
-: >"$RAW"
+bench_files ""
 
 # 10,000 idle connections need more descriptors than the usual 1024, in the
 # servers and in the load generator.  Each program also raises its own soft
@@ -66,14 +52,6 @@ SLOG=$OUT/servers-$stamp.log
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((IDLE + 100)) ] ||
     echo "run.sh: warning: ulimit -n is $(ulimit -n), the idle row needs $((IDLE + 100))" >&2
-
-# Pinning: the server alone on CPU 0, the load generator alone on CPU 1, so
-# that neither steals the other's cycles and every server meets the same
-# placement.
-SRV_PIN=() LG_PIN=()
-if [ -z "${NOPIN:-}" ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    SRV_PIN=(taskset -c 0) LG_PIN=(taskset -c 1)
-fi
 
 server_cmd() {  # server nodelay -> prints nothing, sets CMD or returns 1
     local s=$1 nd=$2
@@ -101,7 +79,6 @@ row_args() {  # row -> sets ARGS
     esac
 }
 
-. "$ROOT/bench/lib.sh"
 trap 'stop_server; exit 130' INT TERM
 
 run_one() {  # round row server
@@ -119,82 +96,27 @@ run_one() {  # round row server
     fi
     server_cmd "$s" "$nd" || return 0
     row_args "$row"
-    local attempt res rc steal
-    for attempt in $(seq $((STEAL_RETRIES + 1))); do
-        if ! start_server "${CMD[@]}"; then
-            echo "$tag status=fail what=server-start" >>"$RAW"
-            stop_server
-            return 0
-        fi
-        res=$(timeout -s INT "$cap" "${LG_PIN[@]}" "$B/loadgen" -p "$PORT" -P "$SRV_PID" \
-            -d "$SECS" -w "$WARMUP" -T "$((cap - 10))" "${ARGS[@]}" 2>>"$SLOG")
-        rc=$?
-        stop_server
-        [ -n "$res" ] || res="status=fail rc=$rc"
-        [ $rc -eq 124 ] && res="$res status=timeout"
-        # A window in which the host stole CPU time from this VM measured
-        # the host: keep the line (status=steal, not counted) and rerun.
-        steal=$(sed -n 's/.*steal_pct=\([0-9.]*\).*/\1/p' <<<"$res")
-        if [ -n "$steal" ] && [ "$attempt" -le "$STEAL_RETRIES" ] &&
-            awk -v a="$steal" -v b="$STEAL_MAX" 'BEGIN { exit !(a > b) }'; then
-            echo "$tag ${res/status=ok/status=steal}" | tee -a "$RAW" >&2
-            continue
-        fi
-        # The same for a window shared with the machine's other users (a
-        # build, a test suite): wait a moment, then measure again.
-        others=$(sed -n 's/.*others_pct=\([-0-9.]*\).*/\1/p' <<<"$res")
-        if [ -n "$others" ] && [ "$attempt" -le "$STEAL_RETRIES" ] &&
-            awk -v a="$others" -v b="$BUSY_MAX" 'BEGIN { exit !(a > b) }'; then
-            echo "$tag ${res/status=ok/status=busy}" | tee -a "$RAW" >&2
-            sleep "$BUSY_PAUSE"
-            continue
-        fi
-        echo "$tag $res" | tee -a "$RAW" >&2
-        return 0
-    done
+    measure "$tag" "$cap"
+}
+
+load_cmd() {  # for measure(), whose cap is the run's time cap
+    LOAD=("$B/loadgen" -p "$PORT" -P "$SRV_PID" -d "$SECS" -w "$WARMUP" -T "$((cap - 10))"
+        "${ARGS[@]}")
 }
 
 machine() {
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "- CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), nproc $(nproc)"
-    echo "- kernel: $(uname -r)"
+    machine_head
     echo "- libevent $(pkg-config --modversion libevent 2>/dev/null || echo -)," \
         "libuv $(pkg-config --modversion libuv 2>/dev/null || echo -)," \
         "libev $(dpkg-query -W -f '${Version}' libev-dev 2>/dev/null || echo -)," \
         "$(python3 --version 2>&1)"
-    local bt
-    bt=$(awk -F= '/^CMAKE_BUILD_TYPE:/ { print $2 }' "$BUILD/CMakeCache.txt" 2>/dev/null)
-    echo "- build: $BUILD (CMAKE_BUILD_TYPE=${bt:-unset}; bench programs -O2)"
-    if [ ${#SRV_PIN[@]} -gt 0 ]; then
-        echo "- pinning: server on CPU 0, loadgen on CPU 1 (taskset)"
-    else
-        echo "- pinning: none"
-    fi
+    machine_build loadgen
     echo "- rounds $ROUNDS, window ${SECS} s after ${WARMUP} s warm-up, medians quoted"
-    echo "- runs whose window lost more than ${STEAL_MAX}% of the CPUs to the hypervisor" \
-        "(steal) or more than ${BUSY_MAX}% to other processes (busy) rerun, up to" \
-        "$STEAL_RETRIES times: $(grep -c 'status=steal' "$RAW") steal and" \
-        "$(grep -c 'status=busy' "$RAW") busy reruns; of each measurement's attempts" \
-        "the least disturbed one counts (the report's first line)"
+    machine_reruns
 }
 
 read -r -a servers <<<"$SERVERS"
 read -r -a rows <<<"$ROWS"
 echo "run.sh: ${#servers[@]} servers x ${#rows[@]} rows x $ROUNDS rounds; raw lines in $RAW" >&2
-for round in $(seq "$ROUNDS"); do
-    # Rotate the server order by one each round.
-    k=$(((round - 1) % ${#servers[@]}))
-    order=("${servers[@]:k}" "${servers[@]:0:k}")
-    for row in "${rows[@]}"; do
-        for s in "${order[@]}"; do
-            run_one "$round" "$row" "$s"
-        done
-    done
-done
-
-{
-    machine
-    echo
-    python3 "$ROOT/bench/report.py" "$RAW" "${servers[@]}"
-} | tee "$TABLE"
-echo "run.sh: table in $TABLE" >&2
+run_rounds "${servers[@]}"
+report report.py "${servers[@]}"

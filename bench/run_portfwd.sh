@@ -55,47 +55,32 @@
 #   NOPIN=1   no taskset
 set -u
 
+NAME=run_portfwd.sh
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 B=$BUILD/bench
 PORTFWD=${PORTFWD:-$BUILD/tools/portfwd/portfwd}
-ROUNDS=${ROUNDS:-3}
-SECS=${SECS:-3}
-WARMUP=${WARMUP:-0.5}
 IDLE=${IDLE:-2000}
 IDLE_SMALL=${IDLE_SMALL:-400}
 IDLE_FORK=${IDLE_FORK:-100}
-CAP=${CAP:-60}
 FWDS=${FWDS:-"direct portfwd portfwd-ns socat rinetd redir haproxy asyncore"}
 ROWS=${ROWS:-"bulk1 bulk4 bulk1R rr1 rr50 connrate idle"}
-OUT=${OUT:-$BUILD/bench-results}
-BUSY_MAX=${BUSY_MAX:-10}
-STEAL_MAX=${STEAL_MAX:-3}
 RETRIES=${RETRIES:-2}
-BUSY_PAUSE=${BUSY_PAUSE:-3}
-
-die() { echo "run_portfwd.sh: $*" >&2; exit 1; }
+. "$ROOT/bench/lib.sh"
 
 for f in "$B/loadgen" "$B/echo_epoll" "$PORTFWD"; do
     [ -x "$f" ] || die "$f missing: build first (cmake --build build)"
 done
 command -v iperf3 >/dev/null || die "iperf3 missing (apt-get install iperf3)"
-mkdir -p "$OUT"
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-RAW=$OUT/portfwd-raw-$stamp.txt
-TABLE=$OUT/portfwd-table-$stamp.md
-SLOG=$OUT/portfwd-servers-$stamp.log
+bench_files portfwd-
 WORK=$(mktemp -d /tmp/run_portfwd.XXXXXX)
-: >"$RAW"
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((IDLE * 3 + 100)) ] ||
     echo "run_portfwd.sh: warning: ulimit -n is $(ulimit -n), the idle row needs $((IDLE * 3 + 100))" >&2
 
-FWD_PIN=() SRV_PIN=() CLI_PIN=()
-if [ -z "${NOPIN:-}" ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    FWD_PIN=(taskset -c 0) SRV_PIN=(taskset -c 0) CLI_PIN=(taskset -c 1)
-fi
+# lib.sh's pinning, with the forwarder beside the server (see above).
+FWD_PIN=("${SRV_PIN[@]}") CLI_PIN=("${LG_PIN[@]}")
 HZ=$(getconf CLK_TCK)
 NCPU=$(nproc)
 
@@ -166,17 +151,6 @@ now() { date +%s.%N; }
 # ---------------------------------------------------------------- processes
 
 BE_PID= FWD_PID= BE_PORT= FWD_PORT=
-stop_pid() {  # pid
-    local p=$1
-    [ -n "$p" ] || return 0
-    kill -TERM "$p" 2>/dev/null
-    for _ in $(seq 100); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.05
-    done
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-}
 
 stop_all() {
     if [ -n "$FWD_PID" ]; then
@@ -475,29 +449,15 @@ run_one() {  # round row forwarder
             continue
         fi
         stop_all
-        local others steal
-        others=$(sed -n 's/.* others_pct=\([-0-9.]*\).*/\1/p' <<<"$RES")
-        steal=$(sed -n 's/.* steal_pct=\([-0-9.]*\).*/\1/p' <<<"$RES")
-        if [ "$attempt" -le "$RETRIES" ] && grep -q 'status=ok' <<<"$RES"; then
-            if [ -n "$steal" ] && awk -v a="$steal" -v b="$STEAL_MAX" 'BEGIN { exit !(a > b) }'; then
-                echo "$tag ${RES/status=ok/status=steal}" | tee -a "$RAW" >&2
-                continue
-            fi
-            if [ -n "$others" ] && awk -v a="$others" -v b="$BUSY_MAX" 'BEGIN { exit !(a > b) }'; then
-                echo "$tag ${RES/status=ok/status=busy}" | tee -a "$RAW" >&2
-                sleep "$BUSY_PAUSE"
-                continue
-            fi
-        fi
+        grep -q 'status=ok' <<<"$RES" && rerun_disturbed "$tag" "$RES" "$attempt" "$RETRIES" &&
+            continue
         echo "$tag $RES" | tee -a "$RAW" >&2
         return 0
     done
 }
 
 machine() {
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "- CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), nproc $(nproc)"
-    echo "- kernel: $(uname -r)"
+    machine_head
     echo "- portfwd: $("$PORTFWD" --version 2>&1 | head -1); socat $(dpkg-query -W -f '${Version}' socat 2>/dev/null)," \
         "rinetd $(dpkg-query -W -f '${Version}' rinetd 2>/dev/null), redir $(dpkg-query -W -f '${Version}' redir 2>/dev/null)," \
         "haproxy $(dpkg-query -W -f '${Version}' haproxy 2>/dev/null), iperf3 $(dpkg-query -W -f '${Version}' iperf3 2>/dev/null)," \
@@ -522,20 +482,6 @@ for f in "${fwds[@]}"; do
 done
 fwds=("${avail[@]}")
 echo "run_portfwd.sh: ${#fwds[@]} forwarders x ${#rows[@]} rows x $ROUNDS rounds; raw lines in $RAW" >&2
-for round in $(seq "$ROUNDS"); do
-    k=$(((round - 1) % ${#fwds[@]}))
-    order=("${fwds[@]:k}" "${fwds[@]:0:k}")
-    for row in "${rows[@]}"; do
-        for f in "${order[@]}"; do
-            run_one "$round" "$row" "$f"
-        done
-    done
-done
+run_rounds "${fwds[@]}"
 rm -rf "$WORK"
-
-{
-    machine
-    echo
-    python3 "$ROOT/bench/report_portfwd.py" "$RAW" "${fwds[@]}"
-} | tee "$TABLE"
-echo "run_portfwd.sh: table in $TABLE" >&2
+report report_portfwd.py "${fwds[@]}"
