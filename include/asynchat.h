@@ -7,6 +7,7 @@
  * byte strings and producers.  Its table defaults are handle_read = C5,
  * handle_write = C19 (ac_initiate_send), handle_close = C20 (ac_close, no
  * log line), readable/writable = C18 without any per-iteration cost.
+ * Rule ids such as C5 or C18 are explained in docs/semantics.md.
  */
 #ifndef ASYNCHAT_H
 #define ASYNCHAT_H

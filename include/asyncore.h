@@ -3,8 +3,8 @@
  * A map of channels (dispatchers), a loop that waits on their sockets and
  * turns readiness into handler calls, a buffered sender, a file dispatcher,
  * plus timers, signals and a thread-safe wake-up.  The behaviour follows
- * shared/spec/asyncore-semantics.md rule by rule; rule ids are cited as
- * (L4), (D8), (S11), (F7).  Every deliberate deviation from a rule is written
+ * asyncore rule by rule; rule ids such as L4, D8, S11 or F7 are explained
+ * in docs/semantics.md.  Every deliberate deviation from a rule is written
  * next to the function it concerns, marked "Deviation".
  *
  * Conventions

@@ -4,7 +4,8 @@
  * bytes both ways until both directions are done.  It is the part of a
  * port forwarder or a proxy that runs after the handshake; portfwd and
  * socks5d are built on it.  It is made of two dispatchers of the map and
- * the public asyncore API only (asyncore.h).
+ * the public asyncore API only (asyncore.h).  Rule ids such as S18 or D8
+ * are explained in docs/semantics.md.
  *
  *   - Bounded memory.  Each direction holds at most `buffer_size` bytes
  *     (default AC_RELAY_BUFFER); while a direction is full, reading from
