@@ -17,7 +17,6 @@
 #include "ac_testkit.h"
 
 #include "asyncore_relay.h"
-#include "internal.h" /* read_paused, to see the relay's reading paused */
 
 #include <dirent.h>
 #include <netinet/tcp.h>
