@@ -1,8 +1,11 @@
-/* Small helpers shared by the conformance (socket methods, buffered sender,
- * files), lifetime and unit tests: an event trace, a log capture, counted
- * dispatchers with a finalizer, and socket plumbing.  Everything is static
- * so that each test file gets its own copy; Criterion runs every test in
- * its own process, so the globals below start fresh for each test. */
+/* Small helpers shared by the conformance, lifetime, relay and unit tests,
+ * and the base of the rigs beside it (dispatch_rig.h, loop_rig.h,
+ * socket_rig.h, relay_rig.h): an event trace, a log capture, counted
+ * dispatchers with a finalizer, a loop anchor, and socket plumbing.  (The
+ * chat tests' recorder, chat_recorder.h, is a trace of its own.)
+ * Everything is static so that each test file gets its own copy; Criterion
+ * runs every test in its own process, so the globals below start fresh for
+ * each test. */
 #ifndef AC_TESTKIT_H
 #define AC_TESTKIT_H
 
