@@ -166,7 +166,7 @@ static int collect(ac_dispatcher *d, struct chat *c, const char *p, size_t n)
         c->record_len = 0;
         c->input_over = true;
         ac_set_reading(d, false);
-        return AC__RAISE(d, EMSGSIZE, "max_input");
+        return AC_RAISE(d, EMSGSIZE, "max_input");
     }
     c->record_len += n;
     return AC__FN(d, collect_incoming_data)(d, p, n);
@@ -215,7 +215,7 @@ static int split(ac_dispatcher *d, struct chat *c)
         int rc;
         size_t L = c->vlen, n = c->term_len;
         if (c->term == AC_TERM_UNSET)
-            return AC__RAISE(d, EINVAL, "terminator unset"); /* C4 */
+            return AC_RAISE(d, EINVAL, "terminator unset"); /* C4 */
         if (c->term == AC_TERM_NONE || n == 0) {
             rc = collect(d, c, take(c, L), L); /* C6a */
         } else if (c->term == AC_TERM_COUNT) {
@@ -452,7 +452,7 @@ int ac__chat_initiate_send(ac_dispatcher *d)
             const void *data;
             ssize_t n = ac_producer_more(h->producer, &data);
             if (n < 0)
-                return AC__RAISE(d, (int)n, "more");
+                return AC_RAISE(d, (int)n, "more");
             if (n == 0) {
                 pop(d, c); /* C16.4: finished, even if the queue is now empty */
                 continue;

@@ -11,13 +11,13 @@
 #include <unistd.h>
 
 /* L15 */
-bool ac__is_disconnected(int err)
+static bool is_disconnected(int err)
 {
     return err == ECONNRESET || err == ENOTCONN || err == ESHUTDOWN || err == ECONNABORTED ||
            err == EPIPE || err == EBADF;
 }
 
-int ac__set_addr(ac_dispatcher *d, const struct sockaddr *a, socklen_t len)
+static int set_addr(ac_dispatcher *d, const struct sockaddr *a, socklen_t len)
 {
     struct sockaddr *copy = malloc(len ? len : 1);
     if (!copy)
@@ -65,7 +65,7 @@ int ac_create_socket(ac_dispatcher *d, int family, int type)
         return -EBADF;
     int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return AC__RAISE(d, errno, "socket");
+        return AC_RAISE(d, errno, "socket");
     int rc = ac__fd_fits(d, fd); /* refused: d keeps its old socket */
     if (rc < 0) {
         close(fd);
@@ -88,7 +88,7 @@ int ac_attach(ac_dispatcher *d, int fd)
         return -EBADF;
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return AC__RAISE(d, errno, "fcntl");
+        return AC_RAISE(d, errno, "fcntl");
     int rc = ac_set_socket(d, fd);
     if (rc < 0) {
         d->fd = -1;
@@ -97,11 +97,11 @@ int ac_attach(ac_dispatcher *d, int fd)
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
-        rc = ac__set_addr(d, (struct sockaddr *)&ss, len);
+        rc = set_addr(d, (struct sockaddr *)&ss, len);
         if (rc == 0)
             d->connected = true;
     } else if (errno != ENOTCONN && errno != EINVAL) {
-        rc = AC__RAISE(d, errno, "getpeername"); /* D4: construction fails */
+        rc = AC_RAISE(d, errno, "getpeername"); /* D4: construction fails */
     }
     if (rc < 0) {
         ac__unregister(d);
@@ -137,11 +137,11 @@ void ac_set_reuse_addr(ac_dispatcher *d)
 
 int ac_bind(ac_dispatcher *d, const struct sockaddr *addr, socklen_t len)
 {
-    int rc = ac__set_addr(d, addr, len); /* S6: addr first */
+    int rc = set_addr(d, addr, len); /* S6: addr first */
     if (rc < 0)
         return rc;
     if (bind(d->fd, addr, len) < 0)
-        return AC__RAISE(d, errno, "bind");
+        return AC_RAISE(d, errno, "bind");
     return 0;
 }
 
@@ -150,7 +150,7 @@ int ac_listen(ac_dispatcher *d, int backlog)
     d->accepting = true; /* S5: before the call, kept if it fails */
     ac__touch(d);
     if (listen(d->fd, backlog) < 0)
-        return AC__RAISE(d, errno, "listen");
+        return AC_RAISE(d, errno, "listen");
     return 0;
 }
 
@@ -163,12 +163,12 @@ int ac_connect(ac_dispatcher *d, const struct sockaddr *addr, socklen_t len)
     /* S7; EINTR counts as in progress (W20, allowed deviation). */
     if (err == EINPROGRESS || err == EALREADY || err == EAGAIN || err == EWOULDBLOCK ||
         err == EINTR)
-        return ac__set_addr(d, addr, len);
+        return set_addr(d, addr, len);
     if (err == 0 || err == EISCONN) {
-        int rc = ac__set_addr(d, addr, len);
+        int rc = set_addr(d, addr, len);
         return rc < 0 ? rc : ac_handle_connect_event(d);
     }
-    return AC__RAISE(d, err, "connect");
+    return AC_RAISE(d, err, "connect");
 }
 
 int ac_accept(ac_dispatcher *d, struct sockaddr *addr, socklen_t *len)
@@ -182,7 +182,7 @@ int ac_accept(ac_dispatcher *d, struct sockaddr *addr, socklen_t *len)
         /* S9: these three mean "nothing" */
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
             return -EAGAIN;
-        return AC__RAISE(d, errno, "accept");
+        return AC_RAISE(d, errno, "accept");
     }
 }
 
@@ -202,11 +202,11 @@ ssize_t ac__sendv(ac_dispatcher *d, const struct iovec *iov, int iovcnt)
         int err = errno;
         if (err == EAGAIN || err == EWOULDBLOCK)
             return 0;
-        if (ac__is_disconnected(err)) {
+        if (is_disconnected(err)) {
             int rc = AC__FN(d, handle_close)(d);
             return rc < 0 ? rc : 0;
         }
-        return AC__RAISE(d, err, "send");
+        return AC_RAISE(d, err, "send");
     }
 }
 
@@ -219,7 +219,7 @@ ssize_t ac_send(ac_dispatcher *d, const void *buf, size_t len)
 ssize_t ac_recv(ac_dispatcher *d, void *buf, size_t len)
 {
     if (len == 0)
-        return AC__RAISE(d, EINVAL, "recv"); /* W21, allowed deviation */
+        return AC_RAISE(d, EINVAL, "recv"); /* W21, allowed deviation */
     for (;;) {
         ssize_t n = d->is_file ? read(d->fd, buf, len) : recv(d->fd, buf, len, 0);
         if (n > 0) {
@@ -230,17 +230,17 @@ ssize_t ac_recv(ac_dispatcher *d, void *buf, size_t len)
         if (n < 0 && errno == EINTR)
             continue;
         /* S11: EOF and the disconnected set close; EAGAIN propagates (W9). */
-        if (n == 0 || ac__is_disconnected(errno)) {
+        if (n == 0 || is_disconnected(errno)) {
             int rc = AC__FN(d, handle_close)(d);
             /* asyncore calls handle_close for EOF inside the try block that
              * catches recv's own failures: a disconnected errno raised by
              * handle_close is caught the same way, handle_close once more
              * and an empty result (issue 8 item 2b). */
-            if (n == 0 && rc < 0 && ac__is_disconnected(-rc))
+            if (n == 0 && rc < 0 && is_disconnected(-rc))
                 rc = AC__FN(d, handle_close)(d);
             return rc < 0 ? rc : 0;
         }
-        return AC__RAISE(d, errno, "recv");
+        return AC_RAISE(d, errno, "recv");
     }
 }
 
@@ -252,7 +252,7 @@ ssize_t ac_sendto(ac_dispatcher *d, const void *buf, size_t len, const struct so
         if (n >= 0)
             return n;
         if (errno != EINTR)
-            return AC__RAISE(d, errno, "sendto");
+            return AC_RAISE(d, errno, "sendto");
     }
 }
 
@@ -264,14 +264,14 @@ ssize_t ac_recvfrom(ac_dispatcher *d, void *buf, size_t len, struct sockaddr *fr
         if (n >= 0)
             return n;
         if (errno != EINTR)
-            return AC__RAISE(d, errno, "recvfrom");
+            return AC_RAISE(d, errno, "recvfrom");
     }
 }
 
 int ac_shutdown(ac_dispatcher *d, int how)
 {
     if (shutdown(d->fd, how) < 0)
-        return AC__RAISE(d, errno, "shutdown");
+        return AC_RAISE(d, errno, "shutdown");
     return 0;
 }
 
@@ -282,7 +282,7 @@ int ac_socket_error(ac_dispatcher *d)
     int err = 0;
     socklen_t len = sizeof(err);
     if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        return AC__RAISE(d, errno, "SO_ERROR");
+        return AC_RAISE(d, errno, "SO_ERROR");
     return err;
 }
 
@@ -299,7 +299,7 @@ int ac_close(ac_dispatcher *d)
     if (d->fd >= 0) {
         /* Never retry close() on EINTR: the descriptor is gone (X11). */
         if (close(d->fd) < 0 && errno != ENOTCONN && errno != EBADF && errno != EINTR)
-            rc = AC__RAISE(d, errno, "close");
+            rc = AC_RAISE(d, errno, "close");
         d->fd = -1;
     }
     d->closed = true;
@@ -378,7 +378,7 @@ int ac_handle_connect_event(ac_dispatcher *d)
     if (err < 0)
         return err;
     if (err > 0)
-        return AC__RAISE(d, err, "connect"); /* D8: flags unchanged */
+        return AC_RAISE(d, err, "connect"); /* D8: flags unchanged */
     int rc = AC__FN(d, handle_connect)(d);
     if (rc < 0)
         return rc;
@@ -487,7 +487,7 @@ int ac_readwrite(ac_dispatcher *d, short revents)
     }
     if (rc >= 0 || rc == AC_EXIT_NOW)
         return rc > 0 ? 0 : rc;
-    if (ac__is_disconnected(-rc))
+    if (is_disconnected(-rc))
         return AC__FN(d, handle_close)(d);
     return ac__route_error(d, rc, op);
 }
@@ -564,12 +564,12 @@ static int no_collector(ac_dispatcher *d, const void *data, size_t len)
 {
     (void)data;
     (void)len;
-    return AC__RAISE(d, ENOSYS, "collect_incoming_data"); /* C2 */
+    return AC_RAISE(d, ENOSYS, "collect_incoming_data"); /* C2 */
 }
 
 static int no_terminator(ac_dispatcher *d)
 {
-    return AC__RAISE(d, ENOSYS, "found_terminator"); /* C2 */
+    return AC_RAISE(d, ENOSYS, "found_terminator"); /* C2 */
 }
 
 const ac_handlers ac__base = {

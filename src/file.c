@@ -16,7 +16,7 @@ int ac_set_file(ac_dispatcher *d, int fd)
         return -EBADF;
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* F1 */
     if (dup < 0)
-        return AC__RAISE(d, errno, "dup");
+        return AC_RAISE(d, errno, "dup");
     d->is_file = true;
     if (d->layer == &ac__base)
         d->layer = &ac__file_layer;
@@ -42,7 +42,7 @@ int ac_file_dispatcher_new(ac_dispatcher **out, ac_map *m, const ac_handlers *h,
          * and everyone sharing the open file description (W17). */
         int fl = fcntl(fd, F_GETFL);
         if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-            rc = AC__RAISE(d, errno, "fcntl");
+            rc = AC_RAISE(d, errno, "fcntl");
     }
     if (rc < 0) {
         ac_set_handlers(d, NULL); /* a call that fails never calls back: no finalize */

@@ -88,8 +88,6 @@ extern const ac_handlers ac__file_layer;
 /* The handler d runs for `f`: the user's, else the layer's, else the default (X2). */
 #define AC__FN(d, f) ((d)->h->f ? (d)->h->f : (d)->layer->f ? (d)->layer->f : ac__base.f)
 
-#define AC__RAISE(d, err, op) ac_raise((d), (err), (op), __FILE__, __func__, __LINE__)
-
 /* map.c */
 ac_map *ac__map(ac_map *m);   /* NULL -> the default map */
 ac_dispatcher *ac__dispatcher_alloc(ac_map *m, const ac_handlers *h, void *user,
@@ -99,15 +97,12 @@ int ac__register(ac_dispatcher *d);
 void ac__unregister(ac_dispatcher *d);
 void ac__touch(ac_dispatcher *d);
 void ac__bury(ac_dispatcher *d);
-uint64_t ac__tag(const ac_dispatcher *d);
 int ac__internal_fd(ac_map *m, int fd, unsigned have, unsigned want);
 double ac__clock(void);
 
 /* dispatcher.c */
-bool ac__is_disconnected(int err);
 ssize_t ac__sendv(ac_dispatcher *d, const struct iovec *iov, int iovcnt);
 int ac__route_error(ac_dispatcher *d, int rc, const char *op);
-int ac__set_addr(ac_dispatcher *d, const struct sockaddr *a, socklen_t len);
 
 /* sendbuf.c */
 void ac__buffered_release(ac_dispatcher *d);

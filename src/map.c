@@ -257,18 +257,16 @@ ac_dispatcher *ac_dispatcher_new(ac_map *m, const ac_handlers *h, void *user)
     return ac__dispatcher_alloc(m, h, user, &ac__base, 0);
 }
 
-uint64_t ac__tag(const ac_dispatcher *d)
-{
-    return (uint64_t)d->gen << 32 | (uint32_t)d->fd;
-}
+/* The poller's tag for d: generation and descriptor (X5). */
+static uint64_t tag_of(const ac_dispatcher *d) { return (uint64_t)d->gen << 32 | (uint32_t)d->fd; }
 
 /* Tell the poller what d wants now. */
 static int apply(ac_dispatcher *d, unsigned want)
 {
     ac_map *m = d->map;
-    int rc = m->ops->set(m->poller, d->fd, ac__tag(d), d->have, want);
+    int rc = m->ops->set(m->poller, d->fd, tag_of(d), d->have, want);
     if (rc < 0)
-        return AC__RAISE(d, -rc, "poller");
+        return AC_RAISE(d, -rc, "poller");
     d->have = (uint8_t)want;
     return 0;
 }
@@ -370,7 +368,7 @@ void ac__unregister(ac_dispatcher *d)
         return;
     ac_map *m = d->map;
     if (d->have)
-        m->ops->set(m->poller, d->fd, ac__tag(d), d->have, 0);
+        m->ops->set(m->poller, d->fd, tag_of(d), d->have, 0);
     d->have = 0;
     m->fds[d->fd] = NULL;
     m->count--;

@@ -148,7 +148,7 @@ void ac__timers_run(ac_map *m)
     }
 }
 
-/* Milliseconds until the first deadline (rounded up), -1 if none. */
+/* Seconds until the first deadline (0 if one is due), -1 if none. */
 double ac__timers_timeout(ac_map *m)
 {
     if (!m->nheap)
