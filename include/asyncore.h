@@ -106,8 +106,8 @@ typedef struct ac_error {
  * Predicates: a dispatcher whose table has `readable` or `writable` is
  * asked both, once per iteration, in map order (L6).  A dispatcher without
  * them costs nothing per iteration: its interest follows its state (X7):
- * plain = readable (unless paused, ac_set_reading) and writable unless
- * accepting; buffered = S18; chat = C18. */
+ * plain = readable and writable unless accepting; buffered = S18; chat =
+ * C18; and never while paused (ac_set_reading, ac_set_writing). */
 typedef struct ac_handlers {
     const char *name;                    /* kind name for ac_describe (D24) */
     const char *const *ignore_log_types; /* NULL-terminated; NULL = {"warning"} (D22) */
@@ -476,7 +476,8 @@ AC_EXTERN ac_dispatcher *ac_buffered_new(ac_map *m, const ac_handlers *h, void *
 AC_EXTERN int ac_buffered_send(ac_dispatcher *d, const void *data, size_t len);
 
 /* initiate_send (S16; chat: C16).  One send attempt of at most the chunk
- * cap from the front of the buffer.  Returns 0 or -errno. */
+ * cap from the front of the buffer.  Returns 0 or -errno; -EINVAL on a
+ * dispatcher without an output buffer (plain, file). */
 AC_EXTERN int ac_initiate_send(ac_dispatcher *d);
 
 /* Bytes waiting in the buffer. */
@@ -493,7 +494,8 @@ AC_EXTERN int ac_buffered_set_watermarks(ac_dispatcher *d, size_t low, size_t hi
 /* Close once everything queued has gone (asynchat's close_when_done, C15,
  * given to the buffered sender too, W12): when the buffer drains,
  * handle_close runs, once.  If it is empty now, that happens at the next
- * write event.  Nothing sent afterwards is accepted (-EPIPE). */
+ * write event.  Nothing sent afterwards is accepted (-EPIPE).  0, -ENOMEM
+ * (chat), or -EINVAL on a dispatcher without an output buffer. */
 AC_EXTERN int ac_close_when_done(ac_dispatcher *d);
 
 /* ------------------------------------------------------------- files */

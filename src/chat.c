@@ -39,31 +39,18 @@ struct chat {
     /* output */
     struct node *head, *tail;
     size_t pending;
-    size_t low, high;
-    bool above_high;
+    struct ac_marks marks;
     bool coalesce;            /* ac_chat_set_coalesce */
     bool in_read;             /* inside ac_chat_handle_read: coalesced pushes wait */
 };
 
-static bool chat_writable(ac_dispatcher *d);
-static int chat_handle_write(ac_dispatcher *d);
+static const struct ac_layer chat_layer;
 
-const ac_handlers ac__chat_layer = {
-    .name = "asynchat.async_chat",
-    .writable = chat_writable,
-    .handle_read = ac_chat_handle_read,
-    .handle_write = chat_handle_write,
-    .handle_close = ac_chat_handle_close,
-};
-
-static struct chat *chat(const ac_dispatcher *d)
-{
-    return d->layer == &ac__chat_layer ? d->ext : NULL;
-}
+static struct chat *chat(const ac_dispatcher *d) { return d->layer == &chat_layer ? d->ext : NULL; }
 
 ac_dispatcher *ac_chat_new(ac_map *m, const ac_handlers *h, void *user)
 {
-    ac_dispatcher *d = ac__dispatcher_alloc(m, h, user, &ac__chat_layer, sizeof(struct chat));
+    ac_dispatcher *d = ac__dispatcher_alloc(m, h, user, &chat_layer, sizeof(struct chat));
     if (d) {
         struct chat *c = d->ext;
         c->in_size = c->out_size = AC_CHAT_BUFFER_SIZE;
@@ -83,11 +70,10 @@ static void free_queue(struct chat *c)
     c->pending = 0;
 }
 
-void ac__chat_release(ac_dispatcher *d)
+/* The map releases d: queue and buffers go (after finalize, X4). */
+static void chat_release(ac_dispatcher *d)
 {
-    struct chat *c = chat(d);
-    if (!c)
-        return;
+    struct chat *c = d->ext;
     free_queue(c);
     free(c->in);
     free(c->term_bytes);
@@ -348,23 +334,20 @@ static void resume_reading(ac_dispatcher *d, struct chat *c)
         ac_set_reading(d, true);
 }
 
-/* After the bytes pending changed: backpressure.  (Interest follows the
- * queue itself: enqueue, pop and discard refresh it.) */
+/* A chat channel reads only while its queue is below the high mark. */
+static void backpressure(ac_dispatcher *d, bool above)
+{
+    if (above)
+        ac_set_reading(d, false);
+    else
+        resume_reading(d, d->ext);
+}
+
+/* After the bytes pending changed: the water marks (W3) and backpressure.
+ * (Interest follows the queue itself: enqueue, pop and discard refresh it.) */
 static int changed(ac_dispatcher *d, struct chat *c)
 {
-    if (!c->high)
-        return 0;
-    if (!c->above_high && c->pending > c->high) {
-        c->above_high = true;
-        ac_set_reading(d, false);
-        return AC__FN(d, handle_high_water)(d);
-    }
-    if (c->above_high && c->pending <= c->low) {
-        c->above_high = false;
-        resume_reading(d, c);
-        return AC__FN(d, handle_low_water)(d);
-    }
-    return 0;
+    return ac__marks_changed(d, &c->marks, c->pending, backpressure);
 }
 
 /* Every change to the queue goes through enqueue, pop or free_queue
@@ -438,10 +421,11 @@ static int send_run(ac_dispatcher *d, struct chat *c)
     return changed(d, c);
 }
 
-/* C16: at most one send per call; producers are asked only at the head. */
-int ac__chat_initiate_send(ac_dispatcher *d)
+/* ac_initiate_send for this layer.  C16: at most one send per call;
+ * producers are asked only at the head. */
+static int chat_initiate_send(ac_dispatcher *d)
 {
-    struct chat *c = chat(d);
+    struct chat *c = d->ext;
     while (c->head && d->connected) {
         struct node *h = c->head;
         if (h->kind == NODE_CLOSE) {
@@ -521,9 +505,10 @@ int ac_chat_push_with_producer(ac_dispatcher *d, ac_producer *p)
     return c->in_read ? 0 : ac_initiate_send(d);
 }
 
-int ac__chat_close_when_done(ac_dispatcher *d)
+/* ac_close_when_done for this layer. */
+static int chat_close_when_done(ac_dispatcher *d)
 {
-    struct chat *c = chat(d);
+    struct chat *c = d->ext;
     struct node *n = malloc(sizeof(*n));
     if (!n)
         return -ENOMEM;
@@ -585,12 +570,25 @@ int ac_chat_set_coalesce(ac_dispatcher *d, bool on)
 int ac_chat_set_watermarks(ac_dispatcher *d, size_t low, size_t high)
 {
     struct chat *c = chat(d);
-    if (!c || (high && low > high))
+    if (!c)
         return -EINVAL;
-    c->low = low;
-    c->high = high;
-    if (c->above_high)
+    bool was_above = c->marks.above;
+    int rc = ac__marks_set(&c->marks, low, high);
+    if (rc == 0 && was_above)
         resume_reading(d, c); /* the new marks start from "not above" */
-    c->above_high = false;
-    return 0;
+    return rc;
 }
+
+static const struct ac_layer chat_layer = {
+    .h =
+        {
+            .name = "asynchat.async_chat",
+            .writable = chat_writable,
+            .handle_read = ac_chat_handle_read,
+            .handle_write = chat_handle_write,
+            .handle_close = ac_chat_handle_close,
+        },
+    .release = chat_release,
+    .initiate_send = chat_initiate_send,
+    .close_when_done = chat_close_when_done,
+};

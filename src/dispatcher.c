@@ -492,6 +492,46 @@ int ac_readwrite(ac_dispatcher *d, short revents)
     return ac__route_error(d, rc, op);
 }
 
+/* ------------------------------------------------- calls on the layer */
+
+int ac_initiate_send(ac_dispatcher *d)
+{
+    return d->layer->initiate_send ? d->layer->initiate_send(d) : -EINVAL;
+}
+
+int ac_close_when_done(ac_dispatcher *d)
+{
+    return d->layer->close_when_done ? d->layer->close_when_done(d) : -EINVAL;
+}
+
+int ac__marks_set(struct ac_marks *w, size_t low, size_t high)
+{
+    if (high && low > high)
+        return -EINVAL;
+    *w = (struct ac_marks){.low = low, .high = high};
+    return 0;
+}
+
+int ac__marks_changed(ac_dispatcher *d, struct ac_marks *w, size_t pending,
+                      void (*flow)(ac_dispatcher *d, bool above))
+{
+    if (!w->high)
+        return 0;
+    if (!w->above && pending > w->high) {
+        w->above = true;
+        if (flow)
+            flow(d, true);
+        return AC__FN(d, handle_high_water)(d);
+    }
+    if (w->above && pending <= w->low) {
+        w->above = false;
+        if (flow)
+            flow(d, false);
+        return AC__FN(d, handle_low_water)(d);
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ defaults */
 
 static bool default_readable(ac_dispatcher *d) { return !d->read_paused; }
@@ -572,21 +612,24 @@ static int no_terminator(ac_dispatcher *d)
     return AC_RAISE(d, ENOSYS, "found_terminator"); /* C2 */
 }
 
-const ac_handlers ac__base = {
-    .name = "asyncore.dispatcher",
-    .readable = default_readable,
-    .writable = default_writable,
-    .handle_read = ac_default_handle_read,
-    .handle_write = ac_default_handle_write,
-    .handle_expt = ac_default_handle_expt,
-    .handle_connect = ac_default_handle_connect,
-    .handle_accept = ac_default_handle_accept,
-    .handle_accepted = ac_default_handle_accepted,
-    .handle_close = ac_default_handle_close,
-    .handle_error = ac_default_handle_error,
-    .handle_timeout = default_handle_timeout,
-    .handle_high_water = no_op,
-    .handle_low_water = no_op,
-    .collect_incoming_data = no_collector,
-    .found_terminator = no_terminator,
+const struct ac_layer ac__base_layer = {
+    .h =
+        {
+            .name = "asyncore.dispatcher",
+            .readable = default_readable,
+            .writable = default_writable,
+            .handle_read = ac_default_handle_read,
+            .handle_write = ac_default_handle_write,
+            .handle_expt = ac_default_handle_expt,
+            .handle_connect = ac_default_handle_connect,
+            .handle_accept = ac_default_handle_accept,
+            .handle_accepted = ac_default_handle_accepted,
+            .handle_close = ac_default_handle_close,
+            .handle_error = ac_default_handle_error,
+            .handle_timeout = default_handle_timeout,
+            .handle_high_water = no_op,
+            .handle_low_water = no_op,
+            .collect_incoming_data = no_collector,
+            .found_terminator = no_terminator,
+        },
 };

@@ -6,8 +6,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-const ac_handlers ac__file_layer = {
-    .name = "asyncore.file_dispatcher",
+static const struct ac_layer file_layer = {
+    .h = {.name = "asyncore.file_dispatcher"},
 };
 
 int ac_set_file(ac_dispatcher *d, int fd)
@@ -18,8 +18,8 @@ int ac_set_file(ac_dispatcher *d, int fd)
     if (dup < 0)
         return AC_RAISE(d, errno, "dup");
     d->is_file = true;
-    if (d->layer == &ac__base)
-        d->layer = &ac__file_layer;
+    if (d->layer == &ac__base_layer)
+        d->layer = &file_layer;
     int rc = ac_set_socket(d, dup);
     if (rc < 0) {
         close(dup);

@@ -19,10 +19,20 @@ struct ac_idle {
     double last; /* map time of the last byte received or sent */
 };
 
+/* A layer: what a kind of dispatcher (base, file, buffered, chat) adds to
+ * the base.  The core calls up through this table only, never a layer by
+ * name (DESIGN.md "Layers"); a hook left NULL means the kind has none. */
+struct ac_layer {
+    ac_handlers h;                            /* its defaults; NULL: the base's */
+    void (*release)(ac_dispatcher *d);        /* free d->ext's contents, after finalize */
+    int (*initiate_send)(ac_dispatcher *d);   /* ac_initiate_send (S16, C16) */
+    int (*close_when_done)(ac_dispatcher *d); /* ac_close_when_done (W12, C15) */
+};
+
 struct ac_dispatcher {
     ac_map *map;
-    const ac_handlers *h;     /* the user's table, never NULL */
-    const ac_handlers *layer; /* the kind's table: base, buffered, file, chat */
+    const ac_handlers *h;         /* the user's table, never NULL */
+    const struct ac_layer *layer; /* the kind's table: base, file, buffered, chat */
     void *user;
     void *ext;                /* the layer's state, allocated with d */
     struct sockaddr *addr;    /* D1 addr, NULL = none */
@@ -81,17 +91,24 @@ struct ac_map {
     struct ac_call *calls, *calls_tail;
 };
 
-/* The defaults of section 3; every entry is set. */
-extern const ac_handlers ac__base;
-extern const ac_handlers ac__file_layer;
+/* dispatcher.c: the plain dispatcher, whose handlers are asyncore's
+ * defaults (section 3): every entry is set, and no hook. */
+extern const struct ac_layer ac__base_layer;
 
 /* The handler d runs for `f`: the user's, else the layer's, else the default (X2). */
-#define AC__FN(d, f) ((d)->h->f ? (d)->h->f : (d)->layer->f ? (d)->layer->f : ac__base.f)
+#define AC__FN(d, f)                                                                               \
+    ((d)->h->f ? (d)->h->f : (d)->layer->h.f ? (d)->layer->h.f : ac__base_layer.h.f)
+
+/* Water marks of an output queue (W3), for the layers that have one. */
+struct ac_marks {
+    size_t low, high; /* high 0: off */
+    bool above;       /* rose above high and not yet back to low */
+};
 
 /* map.c */
 ac_map *ac__map(ac_map *m);   /* NULL -> the default map */
 ac_dispatcher *ac__dispatcher_alloc(ac_map *m, const ac_handlers *h, void *user,
-                                    const ac_handlers *layer, size_t extra);
+                                    const struct ac_layer *layer, size_t extra);
 int ac__fd_fits(ac_dispatcher *d, int fd);
 int ac__register(ac_dispatcher *d);
 void ac__unregister(ac_dispatcher *d);
@@ -103,16 +120,13 @@ double ac__clock(void);
 /* dispatcher.c */
 ssize_t ac__sendv(ac_dispatcher *d, const struct iovec *iov, int iovcnt);
 int ac__route_error(ac_dispatcher *d, int rc, const char *op);
-
-/* sendbuf.c */
-void ac__buffered_release(ac_dispatcher *d);
-extern const ac_handlers ac__buffered_layer;
-
-/* chat.c */
-extern const ac_handlers ac__chat_layer;
-int ac__chat_initiate_send(ac_dispatcher *d);
-int ac__chat_close_when_done(ac_dispatcher *d);
-void ac__chat_release(ac_dispatcher *d);
+/* Set the marks (W3): 0, or -EINVAL when low > high != 0; "not above". */
+int ac__marks_set(struct ac_marks *w, size_t low, size_t high);
+/* After the bytes pending changed: handle_high_water when they rose above
+ * the high mark, handle_low_water when they then fell to the low mark, and
+ * that handler's result.  flow (may be NULL) runs first, told which way. */
+int ac__marks_changed(ac_dispatcher *d, struct ac_marks *w, size_t pending,
+                      void (*flow)(ac_dispatcher *d, bool above));
 
 /* timer.c */
 void ac__timers_run(ac_map *m);

@@ -40,8 +40,8 @@ static bool ignored(const ac_dispatcher *d, const char *type)
         list = d->ignore_log_types;
     else if (d && d->h->ignore_log_types)
         list = d->h->ignore_log_types;
-    else if (d && d->layer->ignore_log_types)
-        list = d->layer->ignore_log_types;
+    else if (d && d->layer->h.ignore_log_types)
+        list = d->layer->h.ignore_log_types;
     for (; *list; list++)
         if (!strcmp(*list, type))
             return true;
@@ -100,7 +100,7 @@ static int format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size
 
 size_t ac_describe(const ac_dispatcher *d, char *buf, size_t size)
 {
-    const char *name = d->h->name ? d->h->name : d->layer->name;
+    const char *name = d->h->name ? d->h->name : d->layer->h.name;
     /* Python's `accepting and addr`: an unnamed AF_UNIX address is '' (false). */
     bool named = d->addr && !(d->addr->sa_family == AF_UNIX && d->addrlen <= sizeof(sa_family_t));
     const char *status = d->accepting && named ? " listening" : d->connected ? " connected" : "";

@@ -114,8 +114,8 @@ static void reap(ac_map *m)
         }
         if (d->h->finalize)
             d->h->finalize(d);
-        ac__buffered_release(d);
-        ac__chat_release(d);
+        if (d->layer->release)
+            d->layer->release(d);
         free(d->addr);
         free(d);
     }
@@ -233,7 +233,7 @@ static bool has_predicates(const ac_dispatcher *d)
 }
 
 ac_dispatcher *ac__dispatcher_alloc(ac_map *m, const ac_handlers *h, void *user,
-                                    const ac_handlers *layer, size_t extra)
+                                    const struct ac_layer *layer, size_t extra)
 {
     m = ac__map(m);
     if (!m)
@@ -254,7 +254,7 @@ ac_dispatcher *ac__dispatcher_alloc(ac_map *m, const ac_handlers *h, void *user,
 
 ac_dispatcher *ac_dispatcher_new(ac_map *m, const ac_handlers *h, void *user)
 {
-    return ac__dispatcher_alloc(m, h, user, &ac__base, 0);
+    return ac__dispatcher_alloc(m, h, user, &ac__base_layer, 0);
 }
 
 /* The poller's tag for d: generation and descriptor (X5). */
@@ -492,11 +492,9 @@ static int collect(ac_map *m)
 /* The wait, resumed with the remaining time after EINTR (L9). */
 static int wait_ready(ac_map *m, double timeout)
 {
-    /* poll and select report every ready descriptor at once; epoll hands
-     * out at most a batch, rotating fairly through the rest. */
     int cap = (int)m->count + 8;
-    if (m->ops == &ac__poller_epoll && cap > 1024)
-        cap = 1024;
+    if (m->ops->batch_max && cap > m->ops->batch_max)
+        cap = m->ops->batch_max;
     if (m->readycap < cap) {
         struct ac_ready *r = realloc(m->ready, (size_t)cap * sizeof(*r));
         if (!r)

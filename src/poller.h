@@ -26,6 +26,7 @@ struct ac_poller_ops {
     const char *name;
     bool select_style; /* dispatch in three phases (L10) instead of per fd (L13) */
     int fd_limit;      /* descriptors >= this cannot be waited on; 0 = no limit */
+    int batch_max;     /* ready entries one wait hands out at most; 0 = all */
     int (*open)(struct ac_poller **out);
     void (*close)(struct ac_poller *p);
     /* Called only when want != have.  want 0 removes fd. */

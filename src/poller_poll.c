@@ -1,6 +1,6 @@
 /* poll backend: asyncore's poll2 (L6, L13).  A pollfd array in order of
  * registration; a removed entry is replaced by the last one. */
-#include "internal.h"
+#include "poller.h"
 
 #include <errno.h>
 #include <poll.h>

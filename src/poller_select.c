@@ -1,6 +1,6 @@
 /* select backend: asyncore's poll (L6, L10, L12).  The sets are kept up to
  * date by set() and copied for every wait. */
-#include "internal.h"
+#include "poller.h"
 
 #include <errno.h>
 #include <poll.h>

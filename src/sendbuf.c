@@ -22,15 +22,16 @@ struct sendbuf {
     struct block *head, *tail;
     size_t pending;
     size_t chunk;
-    size_t low, high;
-    bool above_high;
+    struct ac_marks marks;
     bool close_when_done;
     bool close_called;  /* close_when_done's handle_close has run */
 };
 
+static const struct ac_layer buffered_layer;
+
 static struct sendbuf *sb(const ac_dispatcher *d)
 {
-    return d->layer == &ac__buffered_layer ? d->ext : NULL;
+    return d->layer == &buffered_layer ? d->ext : NULL;
 }
 
 /* S18: writable while not connected, or with something to send (or a
@@ -48,25 +49,18 @@ static int buffered_handle_write(ac_dispatcher *d)
     return ac_initiate_send(d); /* S17 */
 }
 
-const ac_handlers ac__buffered_layer = {
-    .name = "asyncore.dispatcher_with_send",
-    .writable = buffered_writable,
-    .handle_write = buffered_handle_write,
-};
-
 ac_dispatcher *ac_buffered_new(ac_map *m, const ac_handlers *h, void *user)
 {
-    ac_dispatcher *d = ac__dispatcher_alloc(m, h, user, &ac__buffered_layer, sizeof(struct sendbuf));
+    ac_dispatcher *d = ac__dispatcher_alloc(m, h, user, &buffered_layer, sizeof(struct sendbuf));
     if (d)
         sb(d)->chunk = AC_SEND_CHUNK;
     return d;
 }
 
-void ac__buffered_release(ac_dispatcher *d)
+/* The map releases d: the blocks go (after finalize, X4). */
+static void buffered_release(ac_dispatcher *d)
 {
-    struct sendbuf *b = sb(d);
-    if (!b)
-        return;
+    struct sendbuf *b = d->ext;
     while (b->head) {
         struct block *k = b->head;
         b->head = k->next;
@@ -120,30 +114,17 @@ static void consume(struct sendbuf *b, size_t n)
     }
 }
 
-/* After the buffer changed: interest (X7), then the water marks. */
+/* After the buffer changed: interest (X7), then the water marks (W3). */
 static int changed(ac_dispatcher *d, struct sendbuf *b)
 {
     ac__touch(d);
-    if (!b->high)
-        return 0;
-    if (!b->above_high && b->pending > b->high) {
-        b->above_high = true;
-        return AC__FN(d, handle_high_water)(d);
-    }
-    if (b->above_high && b->pending <= b->low) {
-        b->above_high = false;
-        return AC__FN(d, handle_low_water)(d);
-    }
-    return 0;
+    return ac__marks_changed(d, &b->marks, b->pending, NULL);
 }
 
-int ac_initiate_send(ac_dispatcher *d)
+/* ac_initiate_send for this layer. */
+static int buffered_initiate_send(ac_dispatcher *d)
 {
-    if (d->layer == &ac__chat_layer)
-        return ac__chat_initiate_send(d);
-    struct sendbuf *b = sb(d);
-    if (!b)
-        return -EINVAL;
+    struct sendbuf *b = d->ext;
     /* S16: one send of at most `chunk` bytes from the front, even when the
      * buffer is empty. */
     struct iovec iov[MAX_IOV];
@@ -218,22 +199,26 @@ int ac_buffered_set_chunk(ac_dispatcher *d, size_t chunk)
 int ac_buffered_set_watermarks(ac_dispatcher *d, size_t low, size_t high)
 {
     struct sendbuf *b = sb(d);
-    if (!b || (high && low > high))
-        return -EINVAL;
-    b->low = low;
-    b->high = high;
-    b->above_high = false;
-    return 0;
+    return b ? ac__marks_set(&b->marks, low, high) : -EINVAL;
 }
 
-int ac_close_when_done(ac_dispatcher *d)
+/* ac_close_when_done for this layer (W12). */
+static int buffered_close_when_done(ac_dispatcher *d)
 {
-    if (d->layer == &ac__chat_layer)
-        return ac__chat_close_when_done(d);
-    struct sendbuf *b = sb(d);
-    if (!b)
-        return -EINVAL;
+    struct sendbuf *b = d->ext;
     b->close_when_done = true;
     ac__touch(d);
     return 0;
 }
+
+static const struct ac_layer buffered_layer = {
+    .h =
+        {
+            .name = "asyncore.dispatcher_with_send",
+            .writable = buffered_writable,
+            .handle_write = buffered_handle_write,
+        },
+    .release = buffered_release,
+    .initiate_send = buffered_initiate_send,
+    .close_when_done = buffered_close_when_done,
+};
