@@ -186,28 +186,24 @@ int ac_accept(ac_dispatcher *d, struct sockaddr *addr, socklen_t *len)
     }
 }
 
-/* S10 for one or more buffers: the buffered sender uses it for its chain. */
+/* S10 for one or more buffers, through d's transport: the buffered sender
+ * and the chat channel use it for their chains. */
 ssize_t ac__sendv(ac_dispatcher *d, const struct iovec *iov, int iovcnt)
 {
-    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-    for (;;) {
-        ssize_t n = d->is_file ? writev(d->fd, iov, iovcnt) : sendmsg(d->fd, &msg, MSG_NOSIGNAL);
-        if (n >= 0) {
-            if (n > 0 && d->idle)
-                ac__idle_activity(d);
-            return n;
-        }
-        if (errno == EINTR)
-            continue;
-        int err = errno;
-        if (err == EAGAIN || err == EWOULDBLOCK)
-            return 0;
-        if (is_disconnected(err)) {
-            int rc = AC__FN(d, handle_close)(d);
-            return rc < 0 ? rc : 0;
-        }
-        return AC_RAISE(d, err, "send");
+    ssize_t n = d->tp->sendv(d->tctx, d->fd, iov, iovcnt);
+    if (n >= 0) {
+        if (n > 0 && d->idle)
+            ac__idle_activity(d);
+        return n;
     }
+    int err = (int)-n;
+    if (err == EAGAIN || err == EWOULDBLOCK)
+        return 0;
+    if (is_disconnected(err)) {
+        int rc = AC__FN(d, handle_close)(d);
+        return rc < 0 ? rc : 0;
+    }
+    return AC_RAISE(d, err, "send");
 }
 
 ssize_t ac_send(ac_dispatcher *d, const void *buf, size_t len)
@@ -220,28 +216,24 @@ ssize_t ac_recv(ac_dispatcher *d, void *buf, size_t len)
 {
     if (len == 0)
         return AC_RAISE(d, EINVAL, "recv"); /* W21, allowed deviation */
-    for (;;) {
-        ssize_t n = d->is_file ? read(d->fd, buf, len) : recv(d->fd, buf, len, 0);
-        if (n > 0) {
-            if (d->idle)
-                ac__idle_activity(d);
-            return n;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        /* S11: EOF and the disconnected set close; EAGAIN propagates (W9). */
-        if (n == 0 || is_disconnected(errno)) {
-            int rc = AC__FN(d, handle_close)(d);
-            /* asyncore calls handle_close for EOF inside the try block that
-             * catches recv's own failures: a disconnected errno raised by
-             * handle_close is caught the same way, handle_close once more
-             * and an empty result (issue 8 item 2b). */
-            if (n == 0 && rc < 0 && is_disconnected(-rc))
-                rc = AC__FN(d, handle_close)(d);
-            return rc < 0 ? rc : 0;
-        }
-        return AC_RAISE(d, errno, "recv");
+    ssize_t n = d->tp->recv(d->tctx, d->fd, buf, len);
+    if (n > 0) {
+        if (d->idle)
+            ac__idle_activity(d);
+        return n;
     }
+    /* S11: EOF and the disconnected set close; EAGAIN propagates (W9). */
+    if (n == 0 || is_disconnected((int)-n)) {
+        int rc = AC__FN(d, handle_close)(d);
+        /* asyncore calls handle_close for EOF inside the try block that
+         * catches recv's own failures: a disconnected errno raised by
+         * handle_close is caught the same way, handle_close once more
+         * and an empty result (issue 8 item 2b). */
+        if (n == 0 && rc < 0 && is_disconnected(-rc))
+            rc = AC__FN(d, handle_close)(d);
+        return rc < 0 ? rc : 0;
+    }
+    return AC_RAISE(d, (int)-n, "recv");
 }
 
 ssize_t ac_sendto(ac_dispatcher *d, const void *buf, size_t len, const struct sockaddr *to,
@@ -270,9 +262,8 @@ ssize_t ac_recvfrom(ac_dispatcher *d, void *buf, size_t len, struct sockaddr *fr
 
 int ac_shutdown(ac_dispatcher *d, int how)
 {
-    if (shutdown(d->fd, how) < 0)
-        return AC_RAISE(d, errno, "shutdown");
-    return 0;
+    int rc = d->tp->shutdown(d->tctx, d->fd, how);
+    return rc < 0 ? AC_RAISE(d, -rc, "shutdown") : 0;
 }
 
 int ac_socket_error(ac_dispatcher *d)
@@ -297,9 +288,10 @@ int ac_close(ac_dispatcher *d)
     ac__idle_release(d);
     int rc = 0;
     if (d->fd >= 0) {
-        /* Never retry close() on EINTR: the descriptor is gone (X11). */
-        if (close(d->fd) < 0 && errno != ENOTCONN && errno != EBADF && errno != EINTR)
-            rc = AC_RAISE(d, errno, "close");
+        /* The descriptor is gone whatever close says (X11). */
+        int err = -d->tp->close(d->tctx, d->fd);
+        if (err > 0 && err != ENOTCONN && err != EBADF && err != EINTR)
+            rc = AC_RAISE(d, err, "close");
         d->fd = -1;
     }
     d->closed = true;

@@ -1,5 +1,6 @@
 /* file_wrapper / file_dispatcher (F1-F9): a dispatcher over a duplicate of
- * a descriptor, reading and writing with read(2) and write(2). */
+ * a descriptor, reading and writing with read(2) and writev(2) through the
+ * file transport (F8, transport.c). */
 #include "internal.h"
 
 #include <errno.h>
@@ -18,6 +19,7 @@ int ac_set_file(ac_dispatcher *d, int fd)
     if (dup < 0)
         return AC_RAISE(d, errno, "dup");
     d->is_file = true;
+    d->tp = &ac__file_transport;
     if (d->layer == &ac__base_layer)
         d->layer = &file_layer;
     int rc = ac_set_socket(d, dup);
@@ -25,6 +27,7 @@ int ac_set_file(ac_dispatcher *d, int fd)
         close(dup);
         d->fd = -1;
         d->is_file = false;
+        d->tp = &ac__plain_transport;
     }
     return rc;
 }

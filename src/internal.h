@@ -8,6 +8,7 @@
 
 #include "asyncore.h"
 #include "poller.h"
+#include "transport.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -31,8 +32,10 @@ struct ac_layer {
 
 struct ac_dispatcher {
     ac_map *map;
-    const ac_handlers *h;         /* the user's table, never NULL */
-    const struct ac_layer *layer; /* the kind's table: base, file, buffered, chat */
+    const ac_handlers *h;          /* the user's table, never NULL */
+    const struct ac_layer *layer;  /* the kind's table: base, file, buffered, chat */
+    const struct ac_transport *tp; /* how the bytes move: plain socket by default */
+    void *tctx;                    /* the transport's context */
     void *user;
     void *ext;                /* the layer's state, allocated with d */
     struct sockaddr *addr;    /* D1 addr, NULL = none */

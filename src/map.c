@@ -245,6 +245,7 @@ ac_dispatcher *ac__dispatcher_alloc(ac_map *m, const ac_handlers *h, void *user,
     d->map = m;
     d->h = h ? h : &no_handlers;
     d->layer = layer;
+    d->tp = &ac__plain_transport;
     d->user = user;
     d->ext = extra ? (char *)d + base : NULL;
     d->fd = -1;
@@ -275,7 +276,9 @@ static int apply(ac_dispatcher *d, unsigned want)
  * when not accepting (read after writable() ran); the select-style
  * exceptional set when either was true.  Paused writing (ac_set_writing)
  * stands in for the layer's writable, as paused reading does for its
- * readable; the user's predicate is always asked. */
+ * readable; the user's predicate is always asked.  (A TLS transport will
+ * translate this answer: a write that needs a read first, see
+ * transport.h.) */
 static unsigned wanted(ac_dispatcher *d)
 {
     bool r = AC__FN(d, readable)(d);
@@ -586,6 +589,9 @@ static int dispatch_poll(ac_map *m, int n)
     return 0;
 }
 
+/* One iteration.  (A TLS transport holding decrypted bytes will plug in
+ * here: those dispatchers get their read event without a poll event, and
+ * the wait does not block while one has some; see transport.h.) */
 static int iterate(ac_map *m, double timeout)
 {
     int rc = collect(m);

@@ -1,6 +1,6 @@
 /* The buffered sender, asyncore's dispatcher_with_send (S14-S19), with a
- * chain of blocks sent by one sendmsg per attempt (X16), water marks and
- * close-when-done (W3, W12). */
+ * chain of blocks sent by one gathered send per attempt through the
+ * dispatcher's transport (X16), water marks and close-when-done (W3, W12). */
 #include "internal.h"
 
 #include <errno.h>

@@ -1,0 +1,87 @@
+/* The transports the core brings: the plain socket, and the file
+ * dispatcher's read(2) and writev(2) (F8). */
+#include "transport.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static ssize_t plain_recv(void *ctx, int fd, void *buf, size_t len)
+{
+    (void)ctx;
+    for (;;) {
+        ssize_t n = recv(fd, buf, len, 0);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static ssize_t plain_sendv(void *ctx, int fd, const struct iovec *iov, int iovcnt)
+{
+    (void)ctx;
+    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    for (;;) {
+        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL); /* X12 */
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static ssize_t file_recv(void *ctx, int fd, void *buf, size_t len)
+{
+    (void)ctx;
+    for (;;) {
+        ssize_t n = read(fd, buf, len);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+/* A pipe whose reader is gone raises SIGPIPE here (X12, asyncore.h). */
+static ssize_t file_sendv(void *ctx, int fd, const struct iovec *iov, int iovcnt)
+{
+    (void)ctx;
+    for (;;) {
+        ssize_t n = writev(fd, iov, iovcnt);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static int plain_shutdown(void *ctx, int fd, int how)
+{
+    (void)ctx;
+    return shutdown(fd, how) < 0 ? -errno : 0;
+}
+
+/* Never retried on EINTR: the descriptor is gone whatever close says (X11). */
+static int plain_close(void *ctx, int fd)
+{
+    (void)ctx;
+    return close(fd) < 0 ? -errno : 0;
+}
+
+const struct ac_transport ac__plain_transport = {
+    .name = "plain",
+    .recv = plain_recv,
+    .sendv = plain_sendv,
+    .shutdown = plain_shutdown,
+    .close = plain_close,
+};
+
+const struct ac_transport ac__file_transport = {
+    .name = "file",
+    .recv = file_recv,
+    .sendv = file_sendv,
+    .shutdown = plain_shutdown, /* ENOTSOCK on anything but a socket */
+    .close = plain_close,
+};
