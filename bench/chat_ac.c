@@ -152,7 +152,8 @@ int main(int argc, char **argv)
         return 1;
     }
     ac_dispatcher *ls = ac_dispatcher_new(m, &server_handlers, NULL);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (!ls || (r = ac_create_socket(ls, AF_INET, SOCK_STREAM)) < 0) {
         fprintf(stderr, "chat_ac: socket: %s\n", strerror(ls ? -r : ENOMEM));

@@ -42,7 +42,7 @@ static int echo_read(ac_dispatcher *d)
     ssize_t n = ac_recv(d, buf, sizeof buf);
     if (n == -EAGAIN)
         return 0;
-    if (n <= 0)  /* 0: EOF, handle_close has run; < 0: raise it */
+    if (n <= 0) /* 0: EOF, handle_close has run; < 0: raise it */
         return (int)n;
     return ac_buffered_send(d, buf, (size_t)n);
 }
@@ -117,7 +117,8 @@ int main(int argc, char **argv)
         return 1;
     }
     ac_dispatcher *ls = ac_dispatcher_new(m, &server_handlers, NULL);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (!ls || (r = ac_create_socket(ls, AF_INET, SOCK_STREAM)) < 0) {
         fprintf(stderr, "echo_ac: socket: %s\n", strerror(ls ? -r : ENOMEM));

@@ -49,12 +49,12 @@
 struct conn {
     int fd;
     bool connected;
-    uint32_t mask;     /* epoll interest now in the kernel */
-    size_t tx_off;     /* position in the periodic stream of the next byte to send */
-    size_t tx_owed;    /* bytes due to be sent (whole lines) but not yet taken by the kernel */
-    size_t rx_off;     /* position in the stream of the next byte expected back */
-    uint64_t *t0;      /* ring of K send times, one per line in flight, oldest first */
-    unsigned head, n;  /* ring: index of the oldest, count */
+    uint32_t mask;    /* epoll interest now in the kernel */
+    size_t tx_off;    /* position in the periodic stream of the next byte to send */
+    size_t tx_owed;   /* bytes due to be sent (whole lines) but not yet taken by the kernel */
+    size_t rx_off;    /* position in the stream of the next byte expected back */
+    uint64_t *t0;     /* ring of K send times, one per line in flight, oldest first */
+    unsigned head, n; /* ring: index of the oldest, count */
 };
 
 static struct {
@@ -77,8 +77,8 @@ static size_t nlat, caplat;
 
 static void fail(const char *what, int err)
 {
-    printf("mode=lines status=error what=%s errno=%s conns=%d k=%d size=%zu\n", what,
-           strerror(err), o.conns, o.inflight, o.size);
+    printf("mode=lines status=error what=%s errno=%s conns=%d k=%d size=%zu\n", what, strerror(err),
+           o.conns, o.inflight, o.size);
     fflush(stdout);
     exit(2);
 }
@@ -211,15 +211,32 @@ static void parse(int argc, char **argv)
     int ch;
     while ((ch = getopt(argc, argv, "a:p:c:k:s:d:w:P:h")) != -1) {
         switch (ch) {
-        case 'a': o.host = optarg; break;
-        case 'p': o.port = atoi(optarg); break;
-        case 'c': o.conns = atoi(optarg); break;
-        case 'k': o.inflight = atoi(optarg); break;
-        case 's': o.size = strtoul(optarg, NULL, 10); break;
-        case 'd': o.secs = atof(optarg); break;
-        case 'w': o.warmup = atof(optarg); break;
-        case 'P': o.pid = atoi(optarg); break;
-        default: usage();
+        case 'a':
+            o.host = optarg;
+            break;
+        case 'p':
+            o.port = atoi(optarg);
+            break;
+        case 'c':
+            o.conns = atoi(optarg);
+            break;
+        case 'k':
+            o.inflight = atoi(optarg);
+            break;
+        case 's':
+            o.size = strtoul(optarg, NULL, 10);
+            break;
+        case 'd':
+            o.secs = atof(optarg);
+            break;
+        case 'w':
+            o.warmup = atof(optarg);
+            break;
+        case 'P':
+            o.pid = atoi(optarg);
+            break;
+        default:
+            usage();
         }
     }
     if (o.port <= 0 || o.port > 65535 || o.conns < 1 || o.inflight < 1 || o.size < 2 ||
@@ -356,8 +373,7 @@ int main(int argc, char **argv)
     if (hz > 0 && ncpu > 0)
         printf(" steal_pct=%.1f others_pct=%.1f",
                100.0 * (double)(steal1 - steal0) / ((double)hz * (double)ncpu * secs),
-               100.0 * (double)(long long)(others1 - others0) /
-                   ((double)hz * (double)ncpu * secs));
+               100.0 * (double)(long long)(others1 - others0) / ((double)hz * (double)ncpu * secs));
     printf("\n");
     fflush(stdout);
     for (int i = 0; i < o.conns; i++)

@@ -53,36 +53,44 @@ enum cstate { CS_CONNECTING, CS_ACTIVE, CS_IDLE };
 struct conn {
     int fd;
     enum cstate state;
-    uint32_t mask;      /* epoll interest now in the kernel */
-    size_t sent, rcvd;  /* of the current message */
-    uint64_t t0;        /* ns: when the current message (or connect) started */
+    uint32_t mask;     /* epoll interest now in the kernel */
+    size_t sent, rcvd; /* of the current message */
+    uint64_t t0;       /* ns: when the current message (or connect) started */
 };
 
 struct opts {
     enum mode mode;
     const char *host;
     int port;
-    int conns;          /* rr: connections */
-    size_t size;        /* message size */
-    double secs;        /* measuring window */
+    int conns;   /* rr: connections */
+    size_t size; /* message size */
+    double secs; /* measuring window */
     double warmup;
-    int idle;           /* idle mode: idle connections */
-    int inflight;       /* connrate: attempts in flight */
-    int pid;            /* server pid for RSS and CPU, 0 = none */
-    double setup_cap;   /* seconds allowed to open the connections */
+    int idle;         /* idle mode: idle connections */
+    int inflight;     /* connrate: attempts in flight */
+    int pid;          /* server pid for RSS and CPU, 0 = none */
+    double setup_cap; /* seconds allowed to open the connections */
 };
 
 struct stats {
-    uint64_t done;          /* round trips (or connections) completed in the window */
-    uint64_t bytes;         /* payload received in the window */
+    uint64_t done;  /* round trips (or connections) completed in the window */
+    uint64_t bytes; /* payload received in the window */
     uint64_t errors;
-    uint32_t *lat;          /* ns per completed round trip in the window */
+    uint32_t *lat; /* ns per completed round trip in the window */
     size_t nlat, caplat;
 };
 
 static struct opts o = {
-    .mode = MODE_RR, .host = "127.0.0.1", .port = 0, .conns = 1, .size = 64,
-    .secs = 3.0, .warmup = 0.5, .idle = 10000, .inflight = 32, .pid = 0,
+    .mode = MODE_RR,
+    .host = "127.0.0.1",
+    .port = 0,
+    .conns = 1,
+    .size = 64,
+    .secs = 3.0,
+    .warmup = 0.5,
+    .idle = 10000,
+    .inflight = 32,
+    .pid = 0,
     .setup_cap = 120.0,
 };
 static struct sockaddr_in srv;
@@ -185,7 +193,7 @@ static int open_conn(struct conn *c)
 static void close_conn(struct conn *c)
 {
     if (c->fd >= 0)
-        close(c->fd);  /* also leaves the epoll set: the fd is not shared */
+        close(c->fd); /* also leaves the epoll set: the fd is not shared */
     c->fd = -1;
     c->mask = 0;
 }
@@ -414,7 +422,7 @@ static void run_connrate(struct stats *st, uint64_t *cpu_ns)
                 r = 0;
                 if ((evs[i].events & EPOLLOUT) && c->sent < o.size)
                     r = pump_send(c);
-                while (r == 0)  /* edge-triggered: read until EAGAIN */
+                while (r == 0) /* edge-triggered: read until EAGAIN */
                     r = pump_recv(c, st, counting);
             }
             if (r == 0 || r == -EAGAIN)
@@ -444,10 +452,9 @@ static void run_connrate(struct stats *st, uint64_t *cpu_ns)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: loadgen -p PORT [-m rr|idle|connrate] [-c CONNS] [-s SIZE]\n"
-            "               [-d SECS] [-w WARMUP] [-k IDLE] [-j INFLIGHT] [-P SERVER_PID]\n"
-            "               [-T SETUP_CAP] [-a 127.0.0.1]\n");
+    fprintf(stderr, "usage: loadgen -p PORT [-m rr|idle|connrate] [-c CONNS] [-s SIZE]\n"
+                    "               [-d SECS] [-w WARMUP] [-k IDLE] [-j INFLIGHT] [-P SERVER_PID]\n"
+                    "               [-T SETUP_CAP] [-a 127.0.0.1]\n");
     exit(64);
 }
 
@@ -472,17 +479,38 @@ static void parse(int argc, char **argv)
             else
                 usage();
             break;
-        case 'a': o.host = optarg; break;
-        case 'p': o.port = atoi(optarg); break;
-        case 'c': o.conns = atoi(optarg); break;
-        case 's': o.size = strtoul(optarg, NULL, 10); break;
-        case 'd': o.secs = atof(optarg); break;
-        case 'w': o.warmup = atof(optarg); break;
-        case 'k': o.idle = atoi(optarg); break;
-        case 'j': o.inflight = atoi(optarg); break;
-        case 'P': o.pid = atoi(optarg); break;
-        case 'T': o.setup_cap = atof(optarg); break;
-        default: usage();
+        case 'a':
+            o.host = optarg;
+            break;
+        case 'p':
+            o.port = atoi(optarg);
+            break;
+        case 'c':
+            o.conns = atoi(optarg);
+            break;
+        case 's':
+            o.size = strtoul(optarg, NULL, 10);
+            break;
+        case 'd':
+            o.secs = atof(optarg);
+            break;
+        case 'w':
+            o.warmup = atof(optarg);
+            break;
+        case 'k':
+            o.idle = atoi(optarg);
+            break;
+        case 'j':
+            o.inflight = atoi(optarg);
+            break;
+        case 'P':
+            o.pid = atoi(optarg);
+            break;
+        case 'T':
+            o.setup_cap = atof(optarg);
+            break;
+        default:
+            usage();
         }
     }
     if (o.port <= 0 || o.port > 65535 || o.conns < 1 || o.size < 1 || o.secs <= 0 ||
@@ -506,7 +534,7 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (o.mode != MODE_RR)
-        o.size = 64;  /* idle and connrate: 64-byte messages */
+        o.size = 64; /* idle and connrate: 64-byte messages */
     txbuf = malloc(o.size);
     rxbuf = malloc(RXSIZE);
     for (size_t i = 0; i < o.size; i++)
@@ -541,7 +569,7 @@ int main(int argc, char **argv)
                 return 1;
             }
             double setup = (double)(now_ns() - t0) / 1e9;
-            usleep(300000);  /* let the server settle after the last echo */
+            usleep(300000); /* let the server settle after the last echo */
             rss1 = server_rss_kb();
             fprintf(stderr, "loadgen: %d idle connections open in %.2f s\n", o.idle, setup);
         }
@@ -552,9 +580,9 @@ int main(int argc, char **argv)
     double rate = (double)st.done / o.secs;
     printf("mode=%s status=%s conns=%d size=%zu secs=%.3f count=%llu rate=%.0f "
            "p50_us=%.1f p99_us=%.1f mbps=%.2f errors=%llu",
-           mode, interrupted ? "interrupted" : "ok", nconns, o.size, o.secs, (unsigned long long)st.done, rate,
-           pct_us(&st, 0.50), pct_us(&st, 0.99), (double)st.bytes / o.secs / 1e6,
-           (unsigned long long)st.errors);
+           mode, interrupted ? "interrupted" : "ok", nconns, o.size, o.secs,
+           (unsigned long long)st.done, rate, pct_us(&st, 0.50), pct_us(&st, 0.99),
+           (double)st.bytes / o.secs / 1e6, (unsigned long long)st.errors);
     if (o.pid > 0 && st.done > 0)
         printf(" srv_cpu=%.3f srv_ns_per_op=%.0f", (double)cpu_ns / 1e9 / o.secs,
                (double)cpu_ns / (double)st.done);

@@ -31,7 +31,7 @@ struct pending {
 };
 
 static int ep, lfd;
-static struct pending **pend;  /* by fd; NULL = nothing waiting */
+static struct pending **pend; /* by fd; NULL = nothing waiting */
 static size_t npend;
 static volatile sig_atomic_t stop;
 static char buf[65536];
@@ -52,7 +52,7 @@ static void drop(int fd)
 {
     free(pend[fd]);
     pend[fd] = NULL;
-    close(fd);  /* also removes it from the epoll set */
+    close(fd); /* also removes it from the epoll set */
 }
 
 static void on_accept(void)
@@ -60,7 +60,7 @@ static void on_accept(void)
     for (;;) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
-            return;  /* EAGAIN, or a transient failure: try on the next event */
+            return; /* EAGAIN, or a transient failure: try on the next event */
         if ((size_t)fd >= npend) {
             close(fd);
             continue;
@@ -128,7 +128,7 @@ int main(int argc, char **argv)
     npend = rl.rlim_cur;
     pend = calloc(npend, sizeof *pend);
 
-    struct sigaction sa = {.sa_handler = on_signal};  /* no SA_RESTART: epoll_wait gets EINTR */
+    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: epoll_wait gets EINTR */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -136,7 +136,8 @@ int main(int argc, char **argv)
     lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(lfd, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(lfd, BENCH_BACKLOG) < 0) {
         perror("echo_epoll: bind/listen");

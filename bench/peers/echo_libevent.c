@@ -35,8 +35,8 @@ static void on_event(struct bufferevent *bev, short what, void *ctx)
         bufferevent_free(bev);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *ctx)
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *ctx)
 {
     (void)sa, (void)salen, (void)ctx;
     if (nodelay) {
@@ -70,11 +70,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct event_base *base = event_base_new();
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct evconnlistener *l = evconnlistener_new_bind(
-        base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, BENCH_BACKLOG,
-        (struct sockaddr *)&sin, sizeof sin);
+    struct evconnlistener *l =
+        evconnlistener_new_bind(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+                                BENCH_BACKLOG, (struct sockaddr *)&sin, sizeof sin);
     if (!l) {
         perror("echo_libevent: evconnlistener_new_bind");
         return 1;

@@ -32,10 +32,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = suggested;
 }
 
-static void on_close(uv_handle_t *h)
-{
-    free(h);
-}
+static void on_close(uv_handle_t *h) { free(h); }
 
 static void on_written(uv_write_t *req, int status)
 {

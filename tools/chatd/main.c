@@ -31,9 +31,10 @@
 #define PARTING_GRACE 5.0  /* seconds a leaving client gets to read its last line */
 #define SHUTDOWN_GRACE 2.0 /* ... and every client, when the server stops */
 #define ACCEPT_BACKOFF 0.5 /* pause after accept failed (out of descriptors) */
-#define SEND_BUFFER (32 * 1024) /* SO_SNDBUF of a client: Linux doubles it; chat lines are small */
-#define QUEUE_CEILING 4        /* times --max-queue: past it a client goes at once */
-#define TRIM_FLOOR (4 << 20)   /* queued bytes worth handing back after a storm */
+/* SO_SNDBUF of a client: Linux doubles it; chat lines are small. */
+#define SEND_BUFFER (32 * 1024)
+#define QUEUE_CEILING 4      /* times --max-queue: past it a client goes at once */
+#define TRIM_FLOOR (4 << 20) /* queued bytes worth handing back after a storm */
 
 struct client {
     ac_dispatcher *d;
@@ -43,14 +44,14 @@ struct client {
     bool gone;                   /* out of the list; the channel may still be flushing */
     char *line;                  /* the line being collected */
     size_t len, cap;
-    double since;                /* when it connected: the time to take a name runs from here */
-    double line_at;              /* when the line being collected began; 0 = none */
-    double due;                  /* when limit fires, while it is active */
-    ac_timer *limit;             /* --nick-timeout and --line-timeout */
-    size_t counted;              /* its queue when last looked at, in S.queued */
-    double read_at;              /* when its queue was last seen empty */
-    bool over;                   /* its queue was over --max-queue ... */
-    double over_since;           /* ... since then */
+    double since;      /* when it connected: the time to take a name runs from here */
+    double line_at;    /* when the line being collected began; 0 = none */
+    double due;        /* when limit fires, while it is active */
+    ac_timer *limit;   /* --nick-timeout and --line-timeout */
+    size_t counted;    /* its queue when last looked at, in S.queued */
+    double read_at;    /* when its queue was last seen empty */
+    bool over;         /* its queue was over --max-queue ... */
+    double over_since; /* ... since then */
 };
 
 struct notice { /* a line for the room, waiting for its turn */
@@ -69,7 +70,7 @@ static struct {
     ac_dispatcher *listener;
     tool_backoff *backoff;
     ac_timer *deadline, *trim;
-    size_t queued, peak; /* every client's queue together (as last seen), and its top */
+    size_t queued, peak;    /* every client's queue together (as last seen), and its top */
     struct client *speaker; /* whose line is being handled */
     struct client *head, *tail;
     long clients;
@@ -285,7 +286,7 @@ static void leave(struct client *c, const char *why)
     *(c->next ? &c->next->prev : &S.tail) = c->prev;
     S.clients--;
     tool_log(TOOL_INFO, "%s %s left%s%s", c->peer, c->name[0] ? c->name : "(no name)",
-           why ? ": " : "", why ? why : "");
+             why ? ": " : "", why ? why : "");
     if (!c->name[0] || S.stopping)
         return;
     if (why)
@@ -430,7 +431,7 @@ static void command(struct client *c, char *cmd)
         const char *name;
         void (*fn)(struct client *c, char *arg);
         bool named; /* only once c has a name */
-    } table[] = {{"nick", cmd_nick, false}, {"who", cmd_who, false}, {"me", cmd_me, true},
+    } table[] = {{"nick", cmd_nick, false}, {"who", cmd_who, false},   {"me", cmd_me, true},
                  {"msg", cmd_msg, true},    {"quit", cmd_quit, false}, {"help", cmd_help, false}};
     char *arg = cmd + strcspn(cmd, " ");
     if (*arg)
@@ -454,8 +455,12 @@ static void command(struct client *c, char *cmd)
 static size_t utf8_decode(const unsigned char *s, size_t n, unsigned long *cp)
 {
     static const unsigned long least[] = {0, 0, 0x80, 0x800, 0x10000};
-    size_t len = s[0] < 0x80 ? 1 : s[0] < 0xc2 ? 0 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3
-               : s[0] < 0xf5 ? 4 : 0;
+    size_t len = s[0] < 0x80   ? 1
+                 : s[0] < 0xc2 ? 0
+                 : s[0] < 0xe0 ? 2
+                 : s[0] < 0xf0 ? 3
+                 : s[0] < 0xf5 ? 4
+                               : 0;
     if (len == 0 || len > n)
         return 0;
     unsigned long v = len == 1 ? s[0] : s[0] & (0x7fu >> len);
@@ -816,8 +821,16 @@ static const char usage[] =
 /* Fills S from argv.  Returns -1 to go on, else the exit status. */
 static int options(int argc, char **argv)
 {
-    enum { MAX_CLIENTS = 256, MAX_LINE, MAX_QUEUE, MAX_TOTAL, SLOW, IDLE, NICK_TIMEOUT,
-           LINE_TIMEOUT };
+    enum {
+        MAX_CLIENTS = 256,
+        MAX_LINE,
+        MAX_QUEUE,
+        MAX_TOTAL,
+        SLOW,
+        IDLE,
+        NICK_TIMEOUT,
+        LINE_TIMEOUT
+    };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"port", required_argument, NULL, 'p'},
@@ -840,19 +853,44 @@ static int options(int argc, char **argv)
     bool ok = true;
     while (ok && (c = getopt_long(argc, argv, "l:p:qvhV", longopts, NULL)) != -1) {
         switch (c) {
-        case 'l': S.host = optarg; break;
-        case 'p': ok = tool_number(optarg, 0, 65535, &v), S.port = (int)v; break;
-        case MAX_CLIENTS: ok = tool_number(optarg, 1, 1000000, &v), S.max_clients = (long)v; break;
-        case MAX_LINE: ok = tool_number(optarg, 1, 1 << 30, &v), S.max_line = (size_t)v; break;
-        case MAX_QUEUE: ok = tool_number(optarg, 1, 1ULL << 40, &v), S.max_queue = (size_t)v; break;
-        case MAX_TOTAL: ok = tool_number(optarg, 1, 1ULL << 40, &v), S.max_total = (size_t)v; break;
-        case SLOW: ok = tool_seconds(optarg, &S.slow_timeout); break;
-        case IDLE: ok = tool_seconds(optarg, &S.idle); break;
-        case NICK_TIMEOUT: ok = tool_seconds(optarg, &S.nick_timeout); break;
-        case LINE_TIMEOUT: ok = tool_seconds(optarg, &S.line_timeout); break;
-        case 'q': tool_verbosity -= tool_verbosity > TOOL_ERROR; break;
-        case 'v': tool_verbosity += tool_verbosity < TOOL_DEBUG; break;
-        default: return tool_option_end(c, usage); /* -h, -V, or getopt said what is wrong */
+        case 'l':
+            S.host = optarg;
+            break;
+        case 'p':
+            ok = tool_number(optarg, 0, 65535, &v), S.port = (int)v;
+            break;
+        case MAX_CLIENTS:
+            ok = tool_number(optarg, 1, 1000000, &v), S.max_clients = (long)v;
+            break;
+        case MAX_LINE:
+            ok = tool_number(optarg, 1, 1 << 30, &v), S.max_line = (size_t)v;
+            break;
+        case MAX_QUEUE:
+            ok = tool_number(optarg, 1, 1ULL << 40, &v), S.max_queue = (size_t)v;
+            break;
+        case MAX_TOTAL:
+            ok = tool_number(optarg, 1, 1ULL << 40, &v), S.max_total = (size_t)v;
+            break;
+        case SLOW:
+            ok = tool_seconds(optarg, &S.slow_timeout);
+            break;
+        case IDLE:
+            ok = tool_seconds(optarg, &S.idle);
+            break;
+        case NICK_TIMEOUT:
+            ok = tool_seconds(optarg, &S.nick_timeout);
+            break;
+        case LINE_TIMEOUT:
+            ok = tool_seconds(optarg, &S.line_timeout);
+            break;
+        case 'q':
+            tool_verbosity -= tool_verbosity > TOOL_ERROR;
+            break;
+        case 'v':
+            tool_verbosity += tool_verbosity < TOOL_DEBUG;
+            break;
+        default:
+            return tool_option_end(c, usage); /* -h, -V, or getopt said what is wrong */
         }
         if (!ok)
             tool_invalid_value(longopts, c, optarg);
@@ -870,7 +908,8 @@ static bool setup(void)
     S.backoff = tool_backoff_new(S.map, ACCEPT_BACKOFF, set_accepting, NULL);
     S.deadline = ac_timer_new(S.map, shutdown_deadline, NULL);
     S.trim = ac_timer_new(S.map, trim_memory, NULL);
-    return S.backoff && S.deadline && S.trim && ac_signal_watch(S.map, SIGINT, on_signal, NULL) == 0 &&
+    return S.backoff && S.deadline && S.trim &&
+           ac_signal_watch(S.map, SIGINT, on_signal, NULL) == 0 &&
            ac_signal_watch(S.map, SIGTERM, on_signal, NULL) == 0 && listen_on(S.host, S.port) == 0;
 }
 

@@ -53,8 +53,12 @@ struct word {
 /* ------------------------------------------------------------ messages */
 
 #if defined __GNUC__
-__attribute__((format(printf, 2, 3)))
+#define PF_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PF_PRINTF(f, a)
 #endif
+
+static int fail(struct parser *ps, const char *fmt, ...) PF_PRINTF(2, 3);
 static int fail(struct parser *ps, const char *fmt, ...)
 {
     if (ps->err && ps->errlen) {
@@ -79,8 +83,9 @@ static int fail_nomem(struct parser *ps)
 }
 
 /* "%.*s%s" arguments quoting a word, cut at PF_QUOTE_MAX bytes. */
-#define QW(w) (int)((w).len > PF_QUOTE_MAX ? PF_QUOTE_MAX : (w).len), (w).p, \
-              ((w).len > PF_QUOTE_MAX ? "..." : "")
+#define QW(w)                                                                                      \
+    (int)((w).len > PF_QUOTE_MAX ? PF_QUOTE_MAX : (w).len), (w).p,                                 \
+        ((w).len > PF_QUOTE_MAX ? "..." : "")
 
 /* ------------------------------------------------------------ memory */
 
@@ -143,20 +148,11 @@ void pf_config_free(struct pf_config *cfg)
 
 /* ------------------------------------------------------------ scanning */
 
-static bool is_space(char c)
-{
-    return c == ' ' || c == '\t';
-}
+static bool is_space(char c) { return c == ' ' || c == '\t'; }
 
-static bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-static bool is_alpha(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
+static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
 static bool is_hex(char c)
 {
@@ -280,8 +276,10 @@ static int check_port(struct parser *ps, struct word w, const char *which, struc
         struct word proto = {slash + 1, (size_t)(w.p + w.len - slash - 1), false};
         port.len = (size_t)(slash - w.p);
         if (word_is(proto, "udp"))
-            return fail(ps, "UDP forwarding (%s port '%.*s%s') is not supported: portfwd forwards "
-                            "TCP only", which, QW(w));
+            return fail(ps,
+                        "UDP forwarding (%s port '%.*s%s') is not supported: portfwd forwards "
+                        "TCP only",
+                        which, QW(w));
         if (!word_is(proto, "tcp"))
             return fail(ps, "bad protocol in %s port '%.*s%s' (only /tcp is supported)", which,
                         QW(w));
@@ -304,8 +302,7 @@ static int check_port(struct parser *ps, struct word w, const char *which, struc
         /* A service name, as rinetd: a letter, then letters, digits, '-', '_'. */
         bool ok = is_alpha(port.p[0]);
         for (size_t i = 1; ok && i < port.len; i++)
-            ok = is_alpha(port.p[i]) || is_digit(port.p[i]) || port.p[i] == '-' ||
-                 port.p[i] == '_';
+            ok = is_alpha(port.p[i]) || is_digit(port.p[i]) || port.p[i] == '-' || port.p[i] == '_';
         if (!ok)
             return fail(ps, "bad %s port '%.*s%s'", which, QW(w));
         char name[PF_LINE_MAX + 1];
@@ -313,8 +310,8 @@ static int check_port(struct parser *ps, struct word w, const char *which, struc
         name[port.len] = '\0';
         struct servent *se = getservbyname(name, "tcp");
         if (!se)
-            return fail(ps, "%s port '%.*s%s' is neither a number nor a known TCP service",
-                        which, QW(w));
+            return fail(ps, "%s port '%.*s%s' is neither a number nor a known TCP service", which,
+                        QW(w));
         *num = ntohs((uint16_t)se->s_port);
     }
     *out = port;
@@ -581,8 +578,7 @@ static int add_rule(struct parser *ps, const struct word w[4])
     memset(r, 0, sizeof *r);
     r->line = ps->line;
     if (!(r->bind_host = dup_word(bind_host)) || !(r->bind_port = dup_word(bind_port)) ||
-        !(r->connect_host = dup_word(connect_host)) ||
-        !(r->connect_port = dup_word(connect_port)))
+        !(r->connect_host = dup_word(connect_host)) || !(r->connect_port = dup_word(connect_port)))
         return fail_nomem(ps);
     literal_bind(r, bind_num);
     return 0;
@@ -607,9 +603,10 @@ static int parse_rule(struct parser *ps, struct word first, const char *s, const
             ident = is_alpha(first.p[i]);
         if (n <= 2 && ident)
             return fail(ps, "unknown keyword '%.*s%s'", QW(first));
-        return fail(ps, "incomplete forwarding rule: expected bindaddress bindport "
-                        "connectaddress connectport [options], got %d word%s", n,
-                    n == 1 ? "" : "s");
+        return fail(ps,
+                    "incomplete forwarding rule: expected bindaddress bindport "
+                    "connectaddress connectport [options], got %d word%s",
+                    n, n == 1 ? "" : "s");
     }
     int rc = add_rule(ps, w);
     if (rc < 0)
@@ -782,8 +779,7 @@ static bool as_ipv6(const struct sockaddr *sa, struct sockaddr_in6 *out)
 }
 
 int pf_config_add_rule(struct pf_config *cfg, const char *bind_host, const char *bind_port,
-                       const char *connect_host, const char *connect_port, char *err,
-                       size_t errlen)
+                       const char *connect_host, const char *connect_port, char *err, size_t errlen)
 {
     struct parser ps = {.name = NULL, .err = err, .errlen = errlen, .cfg = cfg};
     const char *v[4] = {bind_host, bind_port, connect_host, connect_port};
@@ -821,8 +817,7 @@ static unsigned port_of(const struct sockaddr *sa)
     return 0;
 }
 
-int pf_first_overlap(const struct sockaddr *const *addrs, size_t n, size_t *first,
-                     size_t *second)
+int pf_first_overlap(const struct sockaddr *const *addrs, size_t n, size_t *first, size_t *second)
 {
     /* Only addresses on the same port can overlap: sorted by port (then
      * index), each run of one port is compared pair by pair. */
@@ -873,10 +868,7 @@ bool pf_binds_overlap(const struct sockaddr *a, const struct sockaddr *b)
 
 /* ------------------------------------------------------------ access */
 
-static char lower(char c)
-{
-    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
+static char lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
 
 bool pf_pattern_match(const char *pattern, const char *text)
 {
@@ -912,7 +904,7 @@ bool pf_pattern_match(const char *pattern, const char *text)
  * A pattern without wildcards that is an address is compared as one, so
  * "0:0:0:0:0:0:0:1" is "::1". */
 struct client {
-    bool is_addr;       /* addr holds it (IPv4 as ::ffff:a.b.c.d) */
+    bool is_addr; /* addr holds it (IPv4 as ::ffff:a.b.c.d) */
     struct in6_addr addr;
     int nforms;
     char forms[3][48];

@@ -41,12 +41,12 @@
 #include <sys/socket.h>
 
 struct pf_patterns {
-    char **allow, **deny;   /* NULL-free arrays of nallow / ndeny strings */
+    char **allow, **deny; /* NULL-free arrays of nallow / ndeny strings */
     size_t nallow, ndeny;
 };
 
 struct pf_rule {
-    char *bind_host, *bind_port;       /* as written ("[::1]" without brackets) */
+    char *bind_host, *bind_port; /* as written ("[::1]" without brackets) */
     char *connect_host, *connect_port;
     char *source;                      /* [src=ADDR], or NULL */
     double timeout;                    /* [timeout=SEC] idle timeout, 0 = none */
@@ -59,9 +59,9 @@ struct pf_rule {
 struct pf_config {
     struct pf_rule *rules;
     size_t nrules;
-    struct pf_patterns access;         /* global allow / deny (before the first rule) */
-    char *logfile;                     /* NULL = none */
-    char *pidfile;                     /* NULL = none */
+    struct pf_patterns access; /* global allow / deny (before the first rule) */
+    char *logfile;             /* NULL = none */
+    char *pidfile;             /* NULL = none */
     bool logcommon;
 };
 
@@ -98,8 +98,7 @@ bool pf_binds_overlap(const struct sockaddr *a, const struct sockaddr *b);
 /* Among addrs[0..n) (other families are skipped), the overlapping pair
  * whose later member comes first: 1 with *first < *second, 0 if there is
  * none, -ENOMEM. */
-int pf_first_overlap(const struct sockaddr *const *addrs, size_t n, size_t *first,
-                     size_t *second);
+int pf_first_overlap(const struct sockaddr *const *addrs, size_t n, size_t *first, size_t *second);
 
 /* Read the file at path and parse it; a file that cannot be read gives
  * -errno and "PATH: strerror" in err. */

@@ -43,9 +43,9 @@
 #define MAX_THREADS 64
 
 struct stats { /* per rule name, shared by the workers and by every ruleset with that rule */
-    struct stats *next;    /* S.stats */
-    char name[160];        /* "bindhost:port -> connecthost:port" */
-    long rules;            /* rules using it (under S.lock); freed at 0 */
+    struct stats *next;          /* S.stats */
+    char name[160];              /* "bindhost:port -> connecthost:port" */
+    long rules;                  /* rules using it (under S.lock); freed at 0 */
     const struct ruleset *claim; /* the ruleset being loaded that took it */
     atomic_long active, total, refused, errors;
     atomic_long spliced;   /* connections whose bytes moved with splice(2) */
@@ -53,12 +53,12 @@ struct stats { /* per rule name, shared by the workers and by every ruleset with
 };
 
 struct rule {
-    struct pf_rule *src;   /* its line in the ruleset's config */
-    struct ruleset *rs;    /* the ruleset it belongs to */
+    struct pf_rule *src; /* its line in the ruleset's config */
+    struct ruleset *rs;  /* the ruleset it belongs to */
     struct sockaddr_storage bind, remote, source;
     socklen_t bind_len, remote_len, source_len; /* source_len 0: none */
     double idle_timeout;
-    char name[160];        /* "bindhost:port -> connecthost:port" */
+    char name[160]; /* "bindhost:port -> connecthost:port" */
     struct stats *st;
 };
 
@@ -66,9 +66,9 @@ struct ruleset {
     struct pf_config cfg;
     struct rule *rules;
     size_t n;
-    atomic_long refs;      /* S.rs, listeners, connections, reloads on their way */
-    struct ruleset *next;  /* S.all */
-    int logfd;             /* the config's logfile, -1 if none */
+    atomic_long refs;     /* S.rs, listeners, connections, reloads on their way */
+    struct ruleset *next; /* S.all */
+    int logfd;            /* the config's logfile, -1 if none */
 };
 
 struct worker {
@@ -78,7 +78,7 @@ struct worker {
     tool_backoff *backoff;
     ac_timer *drain;
     struct listener *listeners;
-    struct conn *waiting;  /* accepted, no descriptor yet for their remote */
+    struct conn *waiting; /* accepted, no descriptor yet for their remote */
     bool stopping;
 };
 
@@ -89,10 +89,10 @@ struct listener {
     ac_dispatcher *d;
 };
 
-struct conn { /* what a relay's done callback needs */
-    struct rule *rule;     /* holds a reference on rule->rs */
+struct conn {          /* what a relay's done callback needs */
+    struct rule *rule; /* holds a reference on rule->rs */
     char client[INET6_ADDRSTRLEN + 8];
-    int fd;                /* the client, while it waits in worker->waiting */
+    int fd; /* the client, while it waits in worker->waiting */
     struct conn *next;
 };
 
@@ -107,13 +107,13 @@ static struct {
     size_t buffer;
     int threads;
     /* state */
-    struct ruleset *rs;  /* what the listeners serve */
+    struct ruleset *rs;   /* what the listeners serve */
     pthread_mutex_t lock; /* S.all and S.stats: rulesets die in any worker */
-    struct ruleset *all; /* every ruleset still in use */
+    struct ruleset *all;  /* every ruleset still in use */
     struct stats *stats;
-    bool serving;        /* the loops ran: the exit prints the stats */
+    bool serving; /* the loops ran: the exit prints the stats */
     struct worker workers[MAX_THREADS];
-    atomic_long active;  /* relays, all rules, all workers */
+    atomic_long active; /* relays, all rules, all workers */
     int stop_signals;
 } S = {
     .local_ip = "127.0.0.1",
@@ -130,15 +130,14 @@ static struct {
 /* One line per connection.  Without a logfile it goes to stderr at level
  * info; with one, in rinetd's tab-separated form, or its "common" form
  * (logcommon), which web log tools read. */
-static void log_connection(const struct rule *r, const char *client,
-                           unsigned long long in, unsigned long long out, double secs,
-                           const char *result)
+static void log_connection(const struct rule *r, const char *client, unsigned long long in,
+                           unsigned long long out, double secs, const char *result)
 {
     const struct pf_rule *p = r->src;
     const struct ruleset *rs = r->rs;
     if (rs->logfd < 0) {
         tool_log(TOOL_INFO, "%s via %s: %llu bytes in, %llu out, %.3f s, %s", client, r->name, in,
-               out, secs, result);
+                 out, secs, result);
         return;
     }
     char when[64], line[1024];
@@ -156,8 +155,7 @@ static void log_connection(const struct rule *r, const char *client,
     } else {
         strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S", &tm);
         n = snprintf(line, sizeof line, "%s\t%s\t%s\t%s\t%s\t%s\t%llu\t%llu\t%s\n", when, client,
-                     p->bind_host, p->bind_port, p->connect_host, p->connect_port, in, out,
-                     result);
+                     p->bind_host, p->bind_port, p->connect_host, p->connect_port, in, out, result);
     }
     /* One write per line on an O_APPEND descriptor: lines from several
      * workers never interleave. */
@@ -174,8 +172,8 @@ static int resolve(const char *host, const char *port, bool passive, struct sock
     struct addrinfo *ai;
     int gai = getaddrinfo(host, port, &hints, &ai);
     if (gai) {
-        snprintf(err, errlen, "cannot resolve %s port %s: %s", host ? host : "*",
-                 port ? port : "0", gai_strerror(gai));
+        snprintf(err, errlen, "cannot resolve %s port %s: %s", host ? host : "*", port ? port : "0",
+                 gai_strerror(gai));
         return -1;
     }
     memcpy(ss, ai->ai_addr, ai->ai_addrlen);
@@ -256,8 +254,8 @@ static int cmdline_config(struct pf_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "give -p, -r and -P (or -c FILE)");
         return -EINVAL;
     }
-    int rc = pf_config_add_rule(cfg, S.local_ip, S.local_port, S.remote_ip, S.remote_port, err,
-                                errlen);
+    int rc =
+        pf_config_add_rule(cfg, S.local_ip, S.local_port, S.remote_ip, S.remote_port, err, errlen);
     if (rc < 0)
         pf_config_free(cfg);
     return rc;
@@ -374,8 +372,10 @@ static const char *result_name(const ac_relay_stats *st)
         /* rinetd's words: "remote" is the client, "local" the forwarded-to
          * server; the side that finished first is named. */
         return st->first_eof == AC_RELAY_A ? "done-remote-closed" : "done-local-closed";
-    case AC_RELAY_CONNECT_FAILED: return "local-connect-failed";
-    default: return ac_relay_end_name(st->how);
+    case AC_RELAY_CONNECT_FAILED:
+        return "local-connect-failed";
+    default:
+        return ac_relay_end_name(st->how);
     }
 }
 
@@ -394,8 +394,7 @@ static void relay_done(ac_relay *relay, const ac_relay_stats *st, void *arg)
         atomic_fetch_add(&rs->spliced, 1);
     const char *why = result_name(st);
     if (st->err)
-        tool_log(TOOL_DEBUG, "%s via %s: %s: %s", c->client, c->rule->name, why,
-               strerror(st->err));
+        tool_log(TOOL_DEBUG, "%s via %s: %s: %s", c->client, c->rule->name, why, strerror(st->err));
     log_connection(c->rule, c->client, (unsigned long long)st->bytes[AC_RELAY_AB],
                    (unsigned long long)st->bytes[AC_RELAY_BA], st->end - st->start, why);
     ruleset_unref(c->rule->rs);
@@ -860,7 +859,7 @@ static int on_signal(ac_map *m, int signo, void *arg)
     }
     if (S.stop_signals++ == 0)
         tool_log(TOOL_INFO, "%s: no new connections; %ld to finish within %g s", strsignal(signo),
-               atomic_load(&S.active), S.drain_timeout);
+                 atomic_load(&S.active), S.drain_timeout);
     worker_stop(S.workers[0].map, &S.workers[0]);
     for (int i = 1; i < S.threads; i++)
         ac_call_soon_threadsafe(S.workers[i].map, worker_stop, &S.workers[i]);
@@ -899,8 +898,17 @@ static const char usage[] =
     "\n"
     "Signals: SIGUSR1 prints the stats, SIGHUP reloads -c FILE, SIGINT/SIGTERM drain and exit.\n";
 
-enum { OPT_CONNECT_TIMEOUT = 256, OPT_IDLE_TIMEOUT, OPT_KEEPALIVE, OPT_MAX_CONNS, OPT_SOURCE,
-       OPT_BUFFER, OPT_NO_SPLICE, OPT_THREADS, OPT_DRAIN_TIMEOUT };
+enum {
+    OPT_CONNECT_TIMEOUT = 256,
+    OPT_IDLE_TIMEOUT,
+    OPT_KEEPALIVE,
+    OPT_MAX_CONNS,
+    OPT_SOURCE,
+    OPT_BUFFER,
+    OPT_NO_SPLICE,
+    OPT_THREADS,
+    OPT_DRAIN_TIMEOUT
+};
 
 static const struct option longopts[] = {
     {"local-ip", required_argument, NULL, 'l'},
@@ -934,25 +942,61 @@ static int options(int argc, char **argv)
     unsigned long long v;
     while (ok && (c = getopt_long(argc, argv, "l:p:r:P:b:c:fqvhV", longopts, NULL)) != -1) {
         switch (c) {
-        case 'l': S.local_ip = optarg; break;
-        case 'p': S.local_port = optarg; break;
-        case 'r': S.remote_ip = optarg; break;
-        case 'P': S.remote_port = optarg; break;
-        case 'b': ok = tool_number(optarg, 1, INT_MAX, &v), S.backlog = (int)v; break;
-        case 'c': S.config_path = optarg; break;
-        case 'f': break; /* rinetd -f: portfwd stays in the foreground anyway */
-        case OPT_CONNECT_TIMEOUT: ok = tool_seconds(optarg, &S.connect_timeout); break;
-        case OPT_IDLE_TIMEOUT: ok = tool_seconds(optarg, &S.idle_timeout); break;
-        case OPT_KEEPALIVE: S.keepalive = true; break;
-        case OPT_MAX_CONNS: ok = tool_number(optarg, 1, LONG_MAX, &v), S.max_conns = (long)v; break;
-        case OPT_SOURCE: S.source = optarg; break;
-        case OPT_BUFFER: ok = tool_number(optarg, 1024, 1 << 30, &v), S.buffer = (size_t)v; break;
-        case OPT_NO_SPLICE: S.no_splice = true; break;
-        case OPT_THREADS: ok = tool_number(optarg, 1, MAX_THREADS, &v), S.threads = (int)v; break;
-        case OPT_DRAIN_TIMEOUT: ok = tool_seconds(optarg, &S.drain_timeout); break;
-        case 'q': tool_verbosity -= tool_verbosity > TOOL_ERROR; break;
-        case 'v': tool_verbosity = TOOL_DEBUG; break;
-        default: return tool_option_end(c, usage); /* -h, -V, or getopt said why */
+        case 'l':
+            S.local_ip = optarg;
+            break;
+        case 'p':
+            S.local_port = optarg;
+            break;
+        case 'r':
+            S.remote_ip = optarg;
+            break;
+        case 'P':
+            S.remote_port = optarg;
+            break;
+        case 'b':
+            ok = tool_number(optarg, 1, INT_MAX, &v), S.backlog = (int)v;
+            break;
+        case 'c':
+            S.config_path = optarg;
+            break;
+        case 'f':
+            break; /* rinetd -f: portfwd stays in the foreground anyway */
+        case OPT_CONNECT_TIMEOUT:
+            ok = tool_seconds(optarg, &S.connect_timeout);
+            break;
+        case OPT_IDLE_TIMEOUT:
+            ok = tool_seconds(optarg, &S.idle_timeout);
+            break;
+        case OPT_KEEPALIVE:
+            S.keepalive = true;
+            break;
+        case OPT_MAX_CONNS:
+            ok = tool_number(optarg, 1, LONG_MAX, &v), S.max_conns = (long)v;
+            break;
+        case OPT_SOURCE:
+            S.source = optarg;
+            break;
+        case OPT_BUFFER:
+            ok = tool_number(optarg, 1024, 1 << 30, &v), S.buffer = (size_t)v;
+            break;
+        case OPT_NO_SPLICE:
+            S.no_splice = true;
+            break;
+        case OPT_THREADS:
+            ok = tool_number(optarg, 1, MAX_THREADS, &v), S.threads = (int)v;
+            break;
+        case OPT_DRAIN_TIMEOUT:
+            ok = tool_seconds(optarg, &S.drain_timeout);
+            break;
+        case 'q':
+            tool_verbosity -= tool_verbosity > TOOL_ERROR;
+            break;
+        case 'v':
+            tool_verbosity = TOOL_DEBUG;
+            break;
+        default:
+            return tool_option_end(c, usage); /* -h, -V, or getopt said why */
         }
         if (!ok)
             tool_invalid_value(longopts, c, optarg);
