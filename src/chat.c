@@ -390,7 +390,7 @@ static void pop(ac_dispatcher *d, struct chat *c)
 }
 
 /* The head's run of byte entries (the head is one), up to out_size bytes,
- * in one sendmsg (ac_chat_set_coalesce).  Empty entries in it are dropped. */
+ * in one gathered send (ac_chat_set_coalesce).  Empty entries in it are dropped. */
 static int send_run(ac_dispatcher *d, struct chat *c)
 {
     struct iovec iov[MAX_IOV];
