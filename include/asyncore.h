@@ -525,7 +525,9 @@ typedef double (*ac_timer_fn)(ac_timer *t, void *arg);
 /* A stopped timer on m (min-heap, X10/W4).  Yours: free it with
  * ac_timer_free (safe inside its own callback).  NULL when out of memory. */
 AC_EXTERN ac_timer *ac_timer_new(ac_map *m, ac_timer_fn fn, void *arg);
-/* (Re)start: fn runs delay seconds from now (0 = next iteration). */
+/* (Re)start: fn runs delay seconds from now (0 = next iteration).  0, or
+ * -EINVAL once its map has been freed (the timer is then inert: stop and
+ * free still work), or -ENOMEM. */
 AC_EXTERN int ac_timer_start(ac_timer *t, double delay);
 AC_EXTERN void ac_timer_stop(ac_timer *t);
 AC_EXTERN bool ac_timer_is_active(const ac_timer *t);

@@ -81,6 +81,7 @@ struct ac_map {
     ac_error err;          /* the current failure (D19) */
 
     ac_timer **heap;       /* timers, min-heap on (deadline, seq) */
+    ac_timer *timers;      /* every timer made on this map, for ac_map_free */
     size_t nheap, heapcap;
     uint64_t timer_seq;
 

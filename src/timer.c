@@ -8,7 +8,8 @@
 #define NOT_IN_HEAP ((size_t)-1)
 
 struct ac_timer {
-    ac_map *map;
+    ac_map *map;    /* NULL once the map is freed: the timer never runs again */
+    ac_timer *prev, *next; /* every timer of the map, stopped or not */
     ac_timer_fn fn;
     void *arg;
     double deadline;
@@ -76,7 +77,10 @@ ac_timer *ac_timer_new(ac_map *m, ac_timer_fn fn, void *arg)
     ac_timer *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
-    *t = (ac_timer){.map = m, .fn = fn, .arg = arg, .index = NOT_IN_HEAP};
+    *t = (ac_timer){.map = m, .fn = fn, .arg = arg, .index = NOT_IN_HEAP, .next = m->timers};
+    if (m->timers)
+        m->timers->prev = t;
+    m->timers = t;
     return t;
 }
 
@@ -117,8 +121,15 @@ void ac_timer_free(ac_timer *t)
 {
     if (!t)
         return;
-    if (t->map)
+    if (t->map) {
         ac_timer_stop(t);
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            t->map->timers = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+    }
     if (t->running)
         t->freed = true; /* released when its callback returns */
     else
@@ -157,13 +168,15 @@ double ac__timers_timeout(ac_map *m)
     return s > 0 ? s : 0;
 }
 
-/* The map goes away: its timers stay the user's, but stop for good. */
+/* The map goes away: its timers, running or stopped, stay the user's but
+ * stop for good (ac_timer_start then fails with -EINVAL). */
 void ac__timers_detach(ac_map *m)
 {
-    for (size_t i = 0; i < m->nheap; i++) {
-        m->heap[i]->index = NOT_IN_HEAP;
-        m->heap[i]->map = NULL;
+    for (ac_timer *t = m->timers; t; t = t->next) {
+        t->index = NOT_IN_HEAP;
+        t->map = NULL;
     }
+    m->timers = NULL;
     m->nheap = 0;
 }
 

@@ -286,6 +286,27 @@ Test(timers, outlive_their_map, .timeout = 5,
     cr_assert_eq(nrun, 0);
 }
 
+Test(timers, stopped_timers_outlive_their_map, .timeout = 5,
+     .description = "W4 (header): a timer that was stopped (or never started) when its map was "
+                    "freed cannot be started on the freed map: -EINVAL, and it never runs")
+{
+    ac_map *m = tk_map();
+    tk_anchor(m);
+    ac_timer *never = ac_timer_new(m, stamp, NULL);
+    ac_timer *stopped = ac_timer_new(m, stamp, NULL);
+    ac_timer *gone = ac_timer_new(m, stamp, NULL);
+    cr_assert_eq(ac_timer_start(stopped, 10.0), 0);
+    ac_timer_stop(stopped);
+    ac_timer_free(gone); /* unlinked before the map goes */
+    tk_anchor_finish(m);
+    cr_assert_eq(ac_timer_start(never, 0.0), -EINVAL);
+    cr_assert_eq(ac_timer_start(stopped, 0.0), -EINVAL);
+    cr_assert_not(ac_timer_is_active(stopped));
+    ac_timer_free(never);
+    ac_timer_free(stopped);
+    cr_assert_eq(nrun, 0);
+}
+
 Test(timers, new_with_null_callback, .timeout = 5,
      .description = "X3: ac_timer_new without a callback returns NULL")
 {
