@@ -127,15 +127,9 @@ static size_t parse_sched(const uint8_t *in, size_t size, struct sched *s)
             t->len = at < size ? in[at] : 0;
             at++;
             break;
-        case 5:
-            t->kind = K_NONE;
-            break;
-        case 6:
-            t->kind = K_BYTES;
-            break;
-        default:
-            t->kind = K_COUNT;
-            break;
+        case 5: t->kind = K_NONE; break;
+        case 6: t->kind = K_BYTES; break;
+        default: t->kind = K_COUNT; break;
         }
     }
     return at;

@@ -21,18 +21,18 @@
 
 #define NAME "fuzz.conf"
 
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            fprintf(stderr, "fuzz_portfwd_config: %s:%d: check failed: %s\n", __FILE__, \
-                    __LINE__, #cond);                                               \
-            abort();                                                                \
-        }                                                                           \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_portfwd_config: %s:%d: check failed: %s\n", __FILE__, __LINE__,  \
+                    #cond);                                                                        \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static const char *const clients[] = {
-    "127.0.0.1", "10.0.0.1", "192.168.2.10", "::1", "fe80::1", "", "2001:618:1::e43f",
-    "::ffff:127.0.0.1", "0:0:0:0:0:0:0:1", "fe80::1%lo",
+    "127.0.0.1",        "10.0.0.1",         "192.168.2.10",    "::1",        "fe80::1", "",
+    "2001:618:1::e43f", "::ffff:127.0.0.1", "0:0:0:0:0:0:0:1", "fe80::1%lo",
 };
 
 static void fz_check_patterns(const struct pf_patterns *pt)
@@ -104,9 +104,9 @@ static void fz_check_failed(const struct pf_config *cfg, int rc, const char *err
     while (*p >= '0' && *p <= '9')
         p++;
     CHECK(p[0] == ':' && p[1] == ' ' && p[2] != '\0');
-    CHECK(cfg->nrules == 0 && cfg->rules == NULL && cfg->logfile == NULL &&
-          cfg->pidfile == NULL && !cfg->logcommon && cfg->access.nallow == 0 &&
-          cfg->access.ndeny == 0 && cfg->access.allow == NULL && cfg->access.deny == NULL);
+    CHECK(cfg->nrules == 0 && cfg->rules == NULL && cfg->logfile == NULL && cfg->pidfile == NULL &&
+          !cfg->logcommon && cfg->access.nallow == 0 && cfg->access.ndeny == 0 &&
+          cfg->access.allow == NULL && cfg->access.deny == NULL);
 }
 
 /* The input as portfwd's -l, -p, -r, -P values (split at NULs): each is

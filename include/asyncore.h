@@ -91,9 +91,9 @@ typedef struct ac_timer ac_timer;
  * current exception and compact_traceback.  `op` is a static string naming
  * the operation ("recv", "connect", "SO_ERROR", "handle_read", ...). */
 typedef struct ac_error {
-    int err;           /* positive errno */
-    const char *op;    /* operation that failed */
-    const char *file;  /* where it was raised */
+    int err;          /* positive errno */
+    const char *op;   /* operation that failed */
+    const char *file; /* where it was raised */
     const char *func;
     int line;
 } ac_error;
@@ -123,7 +123,7 @@ typedef struct ac_handlers {
      * (the default closes it).  addr is borrowed for the call. */
     int (*handle_accepted)(ac_dispatcher *d, int fd, const struct sockaddr *addr,
                            socklen_t addrlen);
-    int (*handle_close)(ac_dispatcher *d);   /* D18: log, then ac_close */
+    int (*handle_close)(ac_dispatcher *d); /* D18: log, then ac_close */
     /* D19.  e is the failure being handled.  A non-zero return leaves
      * ac_loop() with that value at once (L17). */
     int (*handle_error)(ac_dispatcher *d, const ac_error *e);
@@ -300,8 +300,8 @@ AC_EXTERN ssize_t ac_recv(ac_dispatcher *d, void *buf, size_t len);
  * its attribute delegation: -errno on every failure, no handler runs. */
 AC_EXTERN ssize_t ac_sendto(ac_dispatcher *d, const void *buf, size_t len,
                             const struct sockaddr *to, socklen_t tolen);
-AC_EXTERN ssize_t ac_recvfrom(ac_dispatcher *d, void *buf, size_t len,
-                              struct sockaddr *from, socklen_t *fromlen);
+AC_EXTERN ssize_t ac_recvfrom(ac_dispatcher *d, void *buf, size_t len, struct sockaddr *from,
+                              socklen_t *fromlen);
 
 /* shutdown(2) on d's socket (SHUT_RD, SHUT_WR, SHUT_RDWR).  0 or -errno. */
 AC_EXTERN int ac_shutdown(ac_dispatcher *d, int how);

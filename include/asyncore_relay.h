@@ -70,14 +70,14 @@ typedef enum ac_relay_end {
 
 /* The counters of one relay. */
 typedef struct ac_relay_stats {
-    uint64_t bytes[2];  /* [AC_RELAY_AB], [AC_RELAY_BA]: bytes delivered */
-    double start, end;  /* ac_now() of the map at creation and at the end (0: running) */
+    uint64_t bytes[2]; /* [AC_RELAY_AB], [AC_RELAY_BA]: bytes delivered */
+    double start, end; /* ac_now() of the map at creation and at the end (0: running) */
     ac_relay_end how;
-    int side;           /* the side the end came from: AC_RELAY_A, AC_RELAY_B, -1 */
-    int err;            /* positive errno of a failure, else 0 */
-    int first_eof;      /* the side whose EOF came first, -1 if none yet */
-    bool spliced[2];    /* per direction: bytes moved with splice(2) */
-    bool buffered[2];   /* per direction: bytes moved through the buffered path */
+    int side;         /* the side the end came from: AC_RELAY_A, AC_RELAY_B, -1 */
+    int err;          /* positive errno of a failure, else 0 */
+    int first_eof;    /* the side whose EOF came first, -1 if none yet */
+    bool spliced[2];  /* per direction: bytes moved with splice(2) */
+    bool buffered[2]; /* per direction: bytes moved through the buffered path */
 } ac_relay_stats;
 
 /* The completion callback: runs once, when the relay has ended and both

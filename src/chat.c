@@ -24,24 +24,24 @@ struct node {
 
 struct chat {
     /* input */
-    char *in;                 /* leftover between reads: a terminator prefix (C10) */
+    char *in; /* leftover between reads: a terminator prefix (C10) */
     size_t in_len;
-    const char *view;         /* the bytes the splitting loop still has to look at */
+    const char *view; /* the bytes the splitting loop still has to look at */
     size_t vlen;
     size_t in_size, out_size; /* C1, C24 */
     ac_term_kind term;
     char *term_bytes;
-    size_t term_len;          /* BYTES: its length; COUNT: bytes remaining (C7) */
+    size_t term_len; /* BYTES: its length; COUNT: bytes remaining (C7) */
     size_t max_input, record_len;
-    bool input_over;          /* max_input passed: reading stays off for good */
-    char *incoming;           /* C2's opt-in collector */
+    bool input_over; /* max_input passed: reading stays off for good */
+    char *incoming;  /* C2's opt-in collector */
     size_t inc_len, inc_cap;
     /* output */
     struct node *head, *tail;
     size_t pending;
     struct ac_marks marks;
-    bool coalesce;            /* ac_chat_set_coalesce */
-    bool in_read;             /* inside ac_chat_handle_read: coalesced pushes wait */
+    bool coalesce; /* ac_chat_set_coalesce */
+    bool in_read;  /* inside ac_chat_handle_read: coalesced pushes wait */
 };
 
 static const struct ac_layer chat_layer;
@@ -117,10 +117,7 @@ int ac_chat_set_terminator_count(ac_dispatcher *d, long long count)
     return set_term(d, AC_TERM_COUNT, NULL, (size_t)count);
 }
 
-int ac_chat_set_terminator_none(ac_dispatcher *d)
-{
-    return set_term(d, AC_TERM_NONE, NULL, 0);
-}
+int ac_chat_set_terminator_none(ac_dispatcher *d) { return set_term(d, AC_TERM_NONE, NULL, 0); }
 
 ac_term_kind ac_chat_get_terminator(const ac_dispatcher *d, const void **data, size_t *len)
 {
@@ -272,10 +269,7 @@ int ac_chat_handle_read(ac_dispatcher *d)
     return rc;
 }
 
-int ac_chat_handle_close(ac_dispatcher *d)
-{
-    return ac_close(d); /* C20 */
-}
+int ac_chat_handle_close(ac_dispatcher *d) { return ac_close(d); /* C20 */ }
 
 int ac_chat_collect_incoming_data(ac_dispatcher *d, const void *data, size_t len)
 {
@@ -322,10 +316,7 @@ static bool chat_writable(ac_dispatcher *d)
     return c->head || !d->connected; /* C18 */
 }
 
-static int chat_handle_write(ac_dispatcher *d)
-{
-    return ac_initiate_send(d); /* C19 */
-}
+static int chat_handle_write(ac_dispatcher *d) { return ac_initiate_send(d); /* C19 */ }
 
 /* Backpressure lets reading go again, unless max_input stopped it. */
 static void resume_reading(ac_dispatcher *d, struct chat *c)

@@ -527,7 +527,11 @@ int ac__marks_changed(ac_dispatcher *d, struct ac_marks *w, size_t pending,
 /* ------------------------------------------------------------ defaults */
 
 static bool default_readable(ac_dispatcher *d) { return !d->read_paused; }
-static bool default_writable(ac_dispatcher *d) { (void)d; return true; }
+static bool default_writable(ac_dispatcher *d)
+{
+    (void)d;
+    return true;
+}
 
 int ac_default_handle_read(ac_dispatcher *d)
 {
@@ -581,10 +585,7 @@ int ac_default_handle_close(ac_dispatcher *d)
     return ac_close(d);
 }
 
-static int default_handle_timeout(ac_dispatcher *d)
-{
-    return AC__FN(d, handle_close)(d);
-}
+static int default_handle_timeout(ac_dispatcher *d) { return AC__FN(d, handle_close)(d); }
 
 static int no_op(ac_dispatcher *d)
 {

@@ -32,8 +32,7 @@ int ac_set_file(ac_dispatcher *d, int fd)
     return rc;
 }
 
-int ac_file_dispatcher_new(ac_dispatcher **out, ac_map *m, const ac_handlers *h, void *user,
-                           int fd)
+int ac_file_dispatcher_new(ac_dispatcher **out, ac_map *m, const ac_handlers *h, void *user, int fd)
 {
     ac_dispatcher *d = ac_dispatcher_new(m, h, user);
     if (!d)

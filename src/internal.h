@@ -37,18 +37,18 @@ struct ac_dispatcher {
     const struct ac_transport *tp; /* how the bytes move: plain socket by default */
     void *tctx;                    /* the transport's context */
     void *user;
-    void *ext;                /* the layer's state, allocated with d */
-    struct sockaddr *addr;    /* D1 addr, NULL = none */
+    void *ext;             /* the layer's state, allocated with d */
+    struct sockaddr *addr; /* D1 addr, NULL = none */
     const char *const *ignore_log_types;
     struct ac_idle *idle;
     ac_dispatcher *prev, *next;   /* map order (every live one); graveyard after close */
     ac_dispatcher *pprev, *pnext; /* channels with predicates, map order */
     ac_dispatcher *dirty_next;    /* interest changed, poller not told yet */
     int fd;
-    uint32_t gen;                 /* registration generation, for stale events (X5) */
+    uint32_t gen; /* registration generation, for stale events (X5) */
     socklen_t addrlen;
     int family, type;
-    uint8_t want, have;           /* AC__WANT_* wanted, and as the poller knows it */
+    uint8_t want, have; /* AC__WANT_* wanted, and as the poller knows it */
     bool connected : 1, accepting : 1, connecting : 1, closing : 1;
     bool closed : 1, registered : 1, in_preds : 1, dirty : 1, debug : 1, read_paused : 1;
     bool write_paused : 1, is_file : 1;
@@ -63,35 +63,38 @@ struct ac_call {
 struct ac_map {
     const struct ac_poller_ops *ops;
     struct ac_poller *poller;
-    ac_dispatcher **fds;   /* fd -> registered channel */
+    ac_dispatcher **fds; /* fd -> registered channel */
     int fdcap;
-    size_t count;          /* registered channels (len(map)) */
+    size_t count;                 /* registered channels (len(map)) */
     ac_dispatcher *head, *tail;   /* every live dispatcher, map order */
     ac_dispatcher *phead, *ptail; /* those with predicates */
     ac_dispatcher *dirty;
-    ac_dispatcher *grave;         /* closed, memory not yet released */
-    ac_dispatcher **snap;         /* predicate snapshot of one iteration */
+    ac_dispatcher *grave; /* closed, memory not yet released */
+    ac_dispatcher **snap; /* predicate snapshot of one iteration */
     size_t snapcap;
     struct ac_ready *ready;
     int readycap;
     uint32_t gen;
-    int depth;             /* > 0 while a loop or dispatch runs */
-    int exit_rc;           /* set to leave the loop (ac_loop_stop, L16, L17) */
+    int depth;   /* > 0 while a loop or dispatch runs */
+    int exit_rc; /* set to leave the loop (ac_loop_stop, L16, L17) */
     double now;
-    ac_error err;          /* the current failure (D19) */
+    ac_error err; /* the current failure (D19) */
 
-    ac_timer **heap;       /* timers, min-heap on (deadline, seq) */
-    ac_timer *timers;      /* every timer made on this map, for ac_map_free */
+    ac_timer **heap;  /* timers, min-heap on (deadline, seq) */
+    ac_timer *timers; /* every timer made on this map, for ac_map_free */
     size_t nheap, heapcap;
     uint64_t timer_seq;
 
-    int sigfd;             /* signalfd, -1 until a signal is watched */
+    int sigfd; /* signalfd, -1 until a signal is watched */
     bool sig_registered;
     sigset_t sigmask;
-    struct { ac_signal_fn fn; void *arg; } sig[NSIG];
+    struct {
+        ac_signal_fn fn;
+        void *arg;
+    } sig[NSIG];
 
-    int evfd;              /* eventfd for ac_wakeup / ac_call_soon_threadsafe */
-    pthread_mutex_t lock;  /* guards calls */
+    int evfd;             /* eventfd for ac_wakeup / ac_call_soon_threadsafe */
+    pthread_mutex_t lock; /* guards calls */
     struct ac_call *calls, *calls_tail;
 };
 
@@ -110,7 +113,7 @@ struct ac_marks {
 };
 
 /* map.c */
-ac_map *ac__map(ac_map *m);   /* NULL -> the default map */
+ac_map *ac__map(ac_map *m); /* NULL -> the default map */
 ac_dispatcher *ac__dispatcher_alloc(ac_map *m, const ac_handlers *h, void *user,
                                     const struct ac_layer *layer, size_t extra);
 int ac__fd_fits(ac_dispatcher *d, int fd);

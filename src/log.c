@@ -26,10 +26,7 @@ void ac_set_log_hook(ac_log_fn fn, void *ctx)
     hook_ctx = fn ? ctx : NULL;
 }
 
-void ac_log(ac_dispatcher *d, const char *msg)
-{
-    hook(d, NULL, msg, hook_ctx);
-}
+void ac_log(ac_dispatcher *d, const char *msg) { hook(d, NULL, msg, hook_ctx); }
 
 static const char *const default_ignored[] = {"warning", NULL};
 
@@ -125,15 +122,9 @@ int ac_raise(ac_dispatcher *d, int err, const char *op, const char *file, const 
     return -err;
 }
 
-const ac_error *ac_current_error(const ac_dispatcher *d)
-{
-    return &d->map->err;
-}
+const ac_error *ac_current_error(const ac_dispatcher *d) { return &d->map->err; }
 
-const char *ac_errno_name(int err)
-{
-    return strerrorname_np(err < 0 ? -err : err);
-}
+const char *ac_errno_name(int err) { return strerrorname_np(err < 0 ? -err : err); }
 
 /* D19: one "error" line naming the channel and the failure, then close. */
 int ac_default_handle_error(ac_dispatcher *d, const ac_error *e)

@@ -47,14 +47,10 @@ static const struct ac_poller_ops *poller_ops(ac_poller_kind kind)
     if (kind == AC_POLLER_DEFAULT)
         return env_poller();
     switch (kind) {
-    case AC_POLLER_EPOLL:
-        return &ac__poller_epoll;
-    case AC_POLLER_POLL:
-        return &ac__poller_poll;
-    case AC_POLLER_SELECT:
-        return &ac__poller_select;
-    default:
-        return NULL;
+    case AC_POLLER_EPOLL: return &ac__poller_epoll;
+    case AC_POLLER_POLL: return &ac__poller_poll;
+    case AC_POLLER_SELECT: return &ac__poller_select;
+    default: return NULL;
     }
 }
 
@@ -94,10 +90,7 @@ ac_map *ac_default_map(void)
     return default_map;
 }
 
-ac_map *ac__map(ac_map *m)
-{
-    return m ? m : ac_default_map();
-}
+ac_map *ac__map(ac_map *m) { return m ? m : ac_default_map(); }
 
 /* Release the memory of closed channels, running finalize first (X4).
  * A finalizer may close more channels: they are released in turn. */
@@ -227,10 +220,7 @@ static void preds_remove(ac_map *m, ac_dispatcher *d)
     d->in_preds = false;
 }
 
-static bool has_predicates(const ac_dispatcher *d)
-{
-    return d->h->readable || d->h->writable;
-}
+static bool has_predicates(const ac_dispatcher *d) { return d->h->readable || d->h->writable; }
 
 ac_dispatcher *ac__dispatcher_alloc(ac_map *m, const ac_handlers *h, void *user,
                                     const struct ac_layer *layer, size_t extra)
@@ -632,10 +622,7 @@ int ac_loop(ac_map *m, double timeout, long count)
     return rc;
 }
 
-int ac_poll(ac_map *m, double timeout)
-{
-    return ac_loop(m, timeout, 1);
-}
+int ac_poll(ac_map *m, double timeout) { return ac_loop(m, timeout, 1); }
 
 void ac_loop_stop(ac_map *m)
 {

@@ -65,8 +65,8 @@ static int poll_set(struct ac_poller *p, int fd, uint64_t tag, unsigned have, un
     (void)have;
     /* L6: readable -> POLLIN|POLLPRI, writable and not accepting -> POLLOUT;
      * nothing wanted -> not registered. */
-    short ev = (short)((want & AC__WANT_IN ? POLLIN | POLLPRI : 0) |
-                       (want & AC__WANT_OUT ? POLLOUT : 0));
+    short ev =
+        (short)((want & AC__WANT_IN ? POLLIN | POLLPRI : 0) | (want & AC__WANT_OUT ? POLLOUT : 0));
     int i = fd < p->slotcap ? p->slot[fd] - 1 : -1;
     if (!ev) {
         if (i >= 0) {

@@ -9,7 +9,7 @@
 
 struct ac_poller {
     fd_set rd, wr, ex;
-    int maxfd;        /* highest fd in any set, -1 if none */
+    int maxfd; /* highest fd in any set, -1 if none */
     uint64_t tags[FD_SETSIZE];
 };
 
@@ -26,10 +26,7 @@ static int select_open(struct ac_poller **out)
     return 0;
 }
 
-static void select_close(struct ac_poller *p)
-{
-    free(p);
-}
+static void select_close(struct ac_poller *p) { free(p); }
 
 static void put(fd_set *s, int fd, bool on)
 {

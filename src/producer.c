@@ -22,10 +22,7 @@ ac_producer *ac_producer_new(const ac_producer_ops *ops, void *ctx)
     return p;
 }
 
-ssize_t ac_producer_more(ac_producer *p, const void **data)
-{
-    return p->ops->more(p->ctx, data);
-}
+ssize_t ac_producer_more(ac_producer *p, const void **data) { return p->ops->more(p->ctx, data); }
 
 void ac_producer_free(ac_producer *p)
 {

@@ -34,32 +34,32 @@
 #include <unistd.h>
 
 struct dir {
-    char *buf;            /* ring of r->cap bytes; NULL while empty */
-    size_t head, len;     /* first byte held, bytes held */
-    int pipe[2];          /* splice pipe (read end, write end); -1 while none */
-    size_t inpipe;        /* bytes in the pipe */
-    bool eof : 1;         /* the source sent EOF */
-    bool shut : 1;        /* SHUT_WR sent to the sink: this direction is over */
-    bool no_splice : 1;   /* splice refused once: the buffered path for good */
-    bool pipe_full : 1;   /* the pipe took no more: wait until it drains */
-    bool moved : 1;       /* bytes were read (ac_relay_push is refused after) */
+    char *buf;          /* ring of r->cap bytes; NULL while empty */
+    size_t head, len;   /* first byte held, bytes held */
+    int pipe[2];        /* splice pipe (read end, write end); -1 while none */
+    size_t inpipe;      /* bytes in the pipe */
+    bool eof : 1;       /* the source sent EOF */
+    bool shut : 1;      /* SHUT_WR sent to the sink: this direction is over */
+    bool no_splice : 1; /* splice refused once: the buffered path for good */
+    bool pipe_full : 1; /* the pipe took no more: wait until it drains */
+    bool moved : 1;     /* bytes were read (ac_relay_push is refused after) */
 };
 
 struct ac_relay {
     ac_map *map;
     ac_dispatcher *d[2];
     struct dir dir[2];
-    size_t cap;                /* bytes held per direction at most */
-    ac_timer *timer;           /* connect, then idle timeout; NULL if neither */
+    size_t cap;      /* bytes held per direction at most */
+    ac_timer *timer; /* connect, then idle timeout; NULL if neither */
     double connect_timeout, idle_timeout;
-    double last;               /* map time of the last byte moved */
+    double last; /* map time of the last byte moved */
     ac_relay_done_fn done;
     void *arg;
     ac_relay_stats st;
-    int refs;                  /* sides not finalized yet */
-    bool connecting;           /* side b's connect is in progress */
+    int refs;        /* sides not finalized yet */
+    bool connecting; /* side b's connect is in progress */
     bool ended;
-    bool splice_ok;            /* splice may be tried (SIGPIPE is safe) */
+    bool splice_ok; /* splice may be tried (SIGPIPE is safe) */
 };
 
 /* ------------------------------------------------- per-thread caches */
@@ -147,20 +147,14 @@ void ac_relay_cache_release(void)
 
 /* ----------------------------------------------------------- helpers */
 
-static size_t held(const struct dir *dr)
-{
-    return dr->len + dr->inpipe;
-}
+static size_t held(const struct dir *dr) { return dr->len + dr->inpipe; }
 
 static int side_of(const ac_relay *r, const ac_dispatcher *d)
 {
     return r->d[AC_RELAY_B] == d ? AC_RELAY_B : AC_RELAY_A;
 }
 
-static void touch(ac_relay *r)
-{
-    r->last = ac_now(r->map);
-}
+static void touch(ac_relay *r) { r->last = ac_now(r->map); }
 
 /* splice(2) into a socket raises SIGPIPE when the peer is gone (there is
  * no MSG_NOSIGNAL for it), so it is only used when that cannot kill the
@@ -244,8 +238,8 @@ static void update(ac_relay *r)
         return;
     for (int s = 0; s < 2; s++) {
         const struct dir *in = &r->dir[s], *out = &r->dir[!s];
-        bool rd = !in->eof && held(in) < r->cap && !in->pipe_full &&
-                  !(r->connecting && s == AC_RELAY_A);
+        bool rd =
+            !in->eof && held(in) < r->cap && !in->pipe_full && !(r->connecting && s == AC_RELAY_A);
         ac_set_reading(r->d[s], rd);
         if (!(r->connecting && s == AC_RELAY_B)) /* D7: its connect needs write events */
             ac_set_writing(r->d[s], held(out) > 0 && !out->shut);
@@ -343,8 +337,8 @@ static int flush_out(ac_relay *r, int i)
         r->st.buffered[i] = true;
     }
     while (dr->inpipe > 0) {
-        ssize_t n = splice(dr->pipe[0], NULL, fd, NULL, dr->inpipe,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        ssize_t n =
+            splice(dr->pipe[0], NULL, fd, NULL, dr->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -631,8 +625,8 @@ int ac_relay_new(ac_relay **out, ac_map *m, int fd_a, int fd_b, const ac_relay_c
 {
     static const ac_relay_config defaults;
     cfg = cfg ? cfg : &defaults;
-    if (fd_a < 0 || fd_b < 0 || fd_a == fd_b || cfg->connect_timeout < 0 ||
-        cfg->idle_timeout < 0 || nonblocking(fd_a) < 0 || nonblocking(fd_b) < 0)
+    if (fd_a < 0 || fd_b < 0 || fd_a == fd_b || cfg->connect_timeout < 0 || cfg->idle_timeout < 0 ||
+        nonblocking(fd_a) < 0 || nonblocking(fd_b) < 0)
         return -EINVAL;
     ac_relay *r = calloc(1, sizeof(*r));
     if (!r)
@@ -652,8 +646,8 @@ int ac_relay_new(ac_relay **out, ac_map *m, int fd_a, int fd_b, const ac_relay_c
     if (r->map && (r->connect_timeout > 0 || r->idle_timeout > 0))
         r->timer = ac_timer_new(r->map, on_timer, r);
     bool need_timer = r->connect_timeout > 0 || r->idle_timeout > 0;
-    int rc = !r->d[0] || !r->d[1] || (need_timer && !r->timer) ? -ENOMEM
-                                                               : attach_both(r, fd_a, fd_b);
+    int rc =
+        !r->d[0] || !r->d[1] || (need_timer && !r->timer) ? -ENOMEM : attach_both(r, fd_a, fd_b);
     if (rc < 0) {
         for (int s = 0; s < 2; s++)
             if (r->d[s])
@@ -677,7 +671,7 @@ int ac_relay_new(ac_relay **out, ac_map *m, int fd_a, int fd_b, const ac_relay_c
     r->st.start = r->last = ac_now(r->map);
     if (r->timer)
         ac_timer_start(r->timer, r->connecting && r->connect_timeout > 0 ? r->connect_timeout
-                                                                          : r->idle_timeout);
+                                                                         : r->idle_timeout);
     update(r);
     if (out)
         *out = r;
@@ -720,10 +714,7 @@ void ac_relay_abort(ac_relay *r, bool rst)
         finish(r, AC_RELAY_ABORTED, -1, 0, rst, rst);
 }
 
-void ac_relay_stats_get(const ac_relay *r, ac_relay_stats *out)
-{
-    *out = r->st;
-}
+void ac_relay_stats_get(const ac_relay *r, ac_relay_stats *out) { *out = r->st; }
 
 ac_dispatcher *ac_relay_side(const ac_relay *r, int side)
 {
@@ -732,10 +723,7 @@ ac_dispatcher *ac_relay_side(const ac_relay *r, int side)
     return r->d[side];
 }
 
-void *ac_relay_arg(const ac_relay *r)
-{
-    return r->arg;
-}
+void *ac_relay_arg(const ac_relay *r) { return r->arg; }
 
 const char *ac_relay_end_name(ac_relay_end how)
 {

@@ -24,7 +24,7 @@ struct sendbuf {
     size_t chunk;
     struct ac_marks marks;
     bool close_when_done;
-    bool close_called;  /* close_when_done's handle_close has run */
+    bool close_called; /* close_when_done's handle_close has run */
 };
 
 static const struct ac_layer buffered_layer;
@@ -44,10 +44,7 @@ static bool buffered_writable(ac_dispatcher *d)
     return !d->connected || b->pending > 0 || (b->close_when_done && !b->close_called);
 }
 
-static int buffered_handle_write(ac_dispatcher *d)
-{
-    return ac_initiate_send(d); /* S17 */
-}
+static int buffered_handle_write(ac_dispatcher *d) { return ac_initiate_send(d); /* S17 */ }
 
 ac_dispatcher *ac_buffered_new(ac_map *m, const ac_handlers *h, void *user)
 {

@@ -8,15 +8,15 @@
 #define NOT_IN_HEAP ((size_t)-1)
 
 struct ac_timer {
-    ac_map *map;    /* NULL once the map is freed: the timer never runs again */
+    ac_map *map;           /* NULL once the map is freed: the timer never runs again */
     ac_timer *prev, *next; /* every timer of the map, stopped or not */
     ac_timer_fn fn;
     void *arg;
     double deadline;
     uint64_t seq;
-    size_t index;   /* position in the heap, NOT_IN_HEAP when stopped */
-    bool running;   /* inside its callback */
-    bool freed;     /* ac_timer_free called from its callback */
+    size_t index; /* position in the heap, NOT_IN_HEAP when stopped */
+    bool running; /* inside its callback */
+    bool freed;   /* ac_timer_free called from its callback */
 };
 
 static bool earlier(const ac_timer *a, const ac_timer *b)
@@ -112,10 +112,7 @@ void ac_timer_stop(ac_timer *t)
         heap_remove(t->map, t);
 }
 
-bool ac_timer_is_active(const ac_timer *t)
-{
-    return t->index != NOT_IN_HEAP;
-}
+bool ac_timer_is_active(const ac_timer *t) { return t->index != NOT_IN_HEAP; }
 
 void ac_timer_free(ac_timer *t)
 {

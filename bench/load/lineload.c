@@ -211,32 +211,15 @@ static void parse(int argc, char **argv)
     int ch;
     while ((ch = getopt(argc, argv, "a:p:c:k:s:d:w:P:h")) != -1) {
         switch (ch) {
-        case 'a':
-            o.host = optarg;
-            break;
-        case 'p':
-            o.port = atoi(optarg);
-            break;
-        case 'c':
-            o.conns = atoi(optarg);
-            break;
-        case 'k':
-            o.inflight = atoi(optarg);
-            break;
-        case 's':
-            o.size = strtoul(optarg, NULL, 10);
-            break;
-        case 'd':
-            o.secs = atof(optarg);
-            break;
-        case 'w':
-            o.warmup = atof(optarg);
-            break;
-        case 'P':
-            o.pid = atoi(optarg);
-            break;
-        default:
-            usage();
+        case 'a': o.host = optarg; break;
+        case 'p': o.port = atoi(optarg); break;
+        case 'c': o.conns = atoi(optarg); break;
+        case 'k': o.inflight = atoi(optarg); break;
+        case 's': o.size = strtoul(optarg, NULL, 10); break;
+        case 'd': o.secs = atof(optarg); break;
+        case 'w': o.warmup = atof(optarg); break;
+        case 'P': o.pid = atoi(optarg); break;
+        default: usage();
         }
     }
     if (o.port <= 0 || o.port > 65535 || o.conns < 1 || o.inflight < 1 || o.size < 2 ||

@@ -479,38 +479,17 @@ static void parse(int argc, char **argv)
             else
                 usage();
             break;
-        case 'a':
-            o.host = optarg;
-            break;
-        case 'p':
-            o.port = atoi(optarg);
-            break;
-        case 'c':
-            o.conns = atoi(optarg);
-            break;
-        case 's':
-            o.size = strtoul(optarg, NULL, 10);
-            break;
-        case 'd':
-            o.secs = atof(optarg);
-            break;
-        case 'w':
-            o.warmup = atof(optarg);
-            break;
-        case 'k':
-            o.idle = atoi(optarg);
-            break;
-        case 'j':
-            o.inflight = atoi(optarg);
-            break;
-        case 'P':
-            o.pid = atoi(optarg);
-            break;
-        case 'T':
-            o.setup_cap = atof(optarg);
-            break;
-        default:
-            usage();
+        case 'a': o.host = optarg; break;
+        case 'p': o.port = atoi(optarg); break;
+        case 'c': o.conns = atoi(optarg); break;
+        case 's': o.size = strtoul(optarg, NULL, 10); break;
+        case 'd': o.secs = atof(optarg); break;
+        case 'w': o.warmup = atof(optarg); break;
+        case 'k': o.idle = atoi(optarg); break;
+        case 'j': o.inflight = atoi(optarg); break;
+        case 'P': o.pid = atoi(optarg); break;
+        case 'T': o.setup_cap = atof(optarg); break;
+        default: usage();
         }
     }
     if (o.port <= 0 || o.port > 65535 || o.conns < 1 || o.size < 1 || o.secs <= 0 ||

@@ -530,8 +530,9 @@ Test(buffered, data_queued_during_handshake_leaves_after_connect, .timeout = 15,
     cr_assert_eq(memcmp(buf, "hello", 5), 0);
     cr_assert_eq(ac_poll(m, 0.05), 0);
     cr_assert_eq(ac_poll(m, 0.05), 0);
-    cr_assert_str_eq(tk_trace, "connect:01 write", "S18: connected and drained: no more "
-                                                   "write events");
+    cr_assert_str_eq(tk_trace, "connect:01 write",
+                     "S18: connected and drained: no more "
+                     "write events");
     close(s);
     tk_finish(m);
     close(lfd);
@@ -564,8 +565,10 @@ Test(buffered, water_marks, .timeout = 5,
                                "write low");
     cr_assert_eq(ac_poll(m, 1.0), 0);
     cr_assert_eq(ac_buffered_pending(d), 0);
-    cr_assert_str_eq(tk_trace, "high write write write write write write write write write "
-                               "write low write", "low fires once");
+    cr_assert_str_eq(tk_trace,
+                     "high write write write write write write write write write "
+                     "write low write",
+                     "low fires once");
     tk_trace_clear();
     cr_assert_eq(ac_buffered_send(d, data, 20000), 0);
     cr_assert_str_eq(tk_trace, "high", "a new rise fires again");

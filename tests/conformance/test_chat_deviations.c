@@ -69,10 +69,7 @@ Test(chat_deviations, empty_push_does_not_detect_a_dead_peer, .timeout = 5,
     tk_finish(m);
 }
 
-static int to_newline(ac_dispatcher *d)
-{
-    return ac_chat_set_terminator(d, "\n", 1);
-}
+static int to_newline(ac_dispatcher *d) { return ac_chat_set_terminator(d, "\n", 1); }
 
 Test(chat_deviations, count_changed_by_collect_keeps_the_old_count, .timeout = 5,
      .description = "C6b C7, issue 8 item 4b(b): collect_incoming_data sets a string terminator "

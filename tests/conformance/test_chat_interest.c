@@ -329,10 +329,7 @@ Test(chat_interest, coalesced_replies, .timeout = 10,
     finish(m, sv[1]);
 }
 
-static int reply_empty(ac_dispatcher *d)
-{
-    return ac_chat_push(d, "", 0);
-}
+static int reply_empty(ac_dispatcher *d) { return ac_chat_push(d, "", 0); }
 
 Test(chat_interest, coalesced_empty_replies, .timeout = 10,
      .description = "W13 C16.2 C18, issue 8 item 1: a coalesced run of empty entries makes no "

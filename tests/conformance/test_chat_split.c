@@ -263,9 +263,7 @@ static struct term random_term(uint64_t *rng)
         t.kind = K_COUNT;
         t.len = rng_next(rng) % 4; /* 0 included */
         break;
-    case 7:
-        t.kind = K_NONE;
-        break;
+    case 7: t.kind = K_NONE; break;
     case 8:
         t.kind = K_BYTES; /* the empty string */
         break;

@@ -217,10 +217,7 @@ Test(dispatch_log, location_of_an_earlier_failure_is_not_reused, .timeout = 5,
     finish(m);
 }
 
-static int write_raises_4242(ac_dispatcher *d)
-{
-    return AC_RAISE(d, 4242, "odd");
-}
+static int write_raises_4242(ac_dispatcher *d) { return AC_RAISE(d, 4242, "odd"); }
 
 Test(dispatch_log, strerror_of_errnos, .timeout = 5,
      .description = "D25 (CPython test_strerror): a known errno gives its symbolic name and "

@@ -11,24 +11,18 @@
 /* ====================================================== D6-D11 (events) */
 
 enum ev { EV_READ, EV_WRITE, EV_EXPT, EV_HUP, EV_ERR, EV_NVAL, EV_N };
-static const char *const ev_name[EV_N] = {"read", "write", "expt", "POLLHUP", "POLLERR",
-                                          "POLLNVAL"};
+static const char *const ev_name[EV_N] = {"read",    "write",   "expt",
+                                          "POLLHUP", "POLLERR", "POLLNVAL"};
 
 static int fire(ac_dispatcher *d, enum ev e)
 {
     switch (e) {
-    case EV_READ:
-        return ac_handle_read_event(d);
-    case EV_WRITE:
-        return ac_handle_write_event(d);
-    case EV_EXPT:
-        return ac_handle_expt_event(d);
-    case EV_HUP:
-        return ac_readwrite(d, POLLHUP);
-    case EV_ERR:
-        return ac_readwrite(d, POLLERR);
-    default:
-        return ac_readwrite(d, POLLNVAL);
+    case EV_READ: return ac_handle_read_event(d);
+    case EV_WRITE: return ac_handle_write_event(d);
+    case EV_EXPT: return ac_handle_expt_event(d);
+    case EV_HUP: return ac_readwrite(d, POLLHUP);
+    case EV_ERR: return ac_readwrite(d, POLLERR);
+    default: return ac_readwrite(d, POLLNVAL);
     }
 }
 
@@ -60,8 +54,8 @@ Test(dispatch_events, translation_table_so_error_clear, .timeout = 10,
             const char *f = (s == ST_CONNECTING && (e == EV_READ || e == EV_WRITE))
                                 ? "100"
                                 : flags_for((enum state)s);
-            cr_assert_str_eq(flags_of(d), f, "%s event, %s: flags %s", ev_name[e],
-                             state_name[s], flags_of(d));
+            cr_assert_str_eq(flags_of(d), f, "%s event, %s: flags %s", ev_name[e], state_name[s],
+                             flags_of(d));
             cr_assert_not(ac_is_closed(d));
             cr_assert_eq(tk_node(d)->errors, 0);
         }

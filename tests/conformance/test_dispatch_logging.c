@@ -273,8 +273,7 @@ static void check_describe_client(int family)
     cr_assert(tk_loop_until(m, connected_now, c, 3.0));
     char addr[200];
     if (family == AF_INET)
-        snprintf(addr, sizeof(addr), "127.0.0.1:%u",
-                 ntohs(((struct sockaddr_in *)&ss)->sin_port));
+        snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(((struct sockaddr_in *)&ss)->sin_port));
     else if (family == AF_INET6)
         snprintf(addr, sizeof(addr), "[::1]:%u", ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
     else

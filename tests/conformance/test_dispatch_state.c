@@ -75,10 +75,10 @@ Test(dispatch, flags_are_independent, .timeout = 5,
     ac_map *m = tk_map();
     ac_dispatcher *d = tk_new(m, &tr_h, "d");
     cr_assert_eq(ac_create_socket(d, AF_INET, SOCK_STREAM), 0);
-    void (*set[4])(ac_dispatcher *, bool) = {ac_set_connected, ac_set_accepting,
-                                             ac_set_connecting, ac_set_closing};
-    bool (*get[4])(const ac_dispatcher *) = {ac_is_connected, ac_is_accepting,
-                                             ac_is_connecting, ac_is_closing};
+    void (*set[4])(ac_dispatcher *, bool) = {ac_set_connected, ac_set_accepting, ac_set_connecting,
+                                             ac_set_closing};
+    bool (*get[4])(const ac_dispatcher *) = {ac_is_connected, ac_is_accepting, ac_is_connecting,
+                                             ac_is_closing};
     for (unsigned bits = 0; bits < 16; bits++) {
         for (int i = 0; i < 4; i++)
             set[i](d, (bits >> i) & 1u);

@@ -82,10 +82,7 @@ static const char *make_file(void)
     return path;
 }
 
-static void make_pipe(int p[2])
-{
-    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-}
+static void make_pipe(int p[2]) { cr_assert_eq(pipe2(p, O_CLOEXEC), 0); }
 
 /* ------------------------------------------------------- F1 F2 F5 */
 
@@ -226,9 +223,10 @@ Test(file, bad_descriptor, .timeout = 5,
     cr_assert_eq(d, (ac_dispatcher *)0x1, "*out untouched on failure");
     cr_assert_eq(ac_map_count(m), 0);
     cr_assert_eq(ac_loop(m, 0, 1), 0); /* an empty map: returns at once, after reaping */
-    cr_assert_eq(tk_finalized, 0, "finalize ran for the dispatcher of a failed "
-                                  "ac_file_dispatcher_new (a call that fails never invokes "
-                                  "its callback)");
+    cr_assert_eq(tk_finalized, 0,
+                 "finalize ran for the dispatcher of a failed "
+                 "ac_file_dispatcher_new (a call that fails never invokes "
+                 "its callback)");
     ac_dispatcher *e = tk_new(m, &reader, "e");
     cr_assert_eq(ac_set_file(e, 987), -EBADF);
     cr_assert_eq(ac_fd(e), -1);

@@ -141,8 +141,7 @@ Test(loop, exit_request_abandons_the_iteration, .timeout = 5,
     cr_assert_eq(write(sv[1], "x", 1), 1);
     cr_assert_eq(write(sw[1], "y", 1), 1);
     cr_assert_eq(ac_loop(m, 1.0, 5), AC_EXIT_NOW);
-    cr_assert(!strcmp(tk_trace, "a:read") || !strcmp(tk_trace, "b:read"), "trace: %s",
-              tk_trace);
+    cr_assert(!strcmp(tk_trace, "a:read") || !strcmp(tk_trace, "b:read"), "trace: %s", tk_trace);
     cr_assert_eq(lp(a)->rcalls, 1, "one iteration only");
     cr_assert_eq(ac_map_count(m), 2);
     cr_assert_eq(tk_node(a)->errors + tk_node(b)->errors, 0);
@@ -369,10 +368,9 @@ Test(loop_dispatch, readwrite_calls_the_handler_of_each_flag, .timeout = 5,
         short flag;
         const char *trace;
     } cases[] = {
-        {POLLIN, "d:read"},       {POLLPRI, "d:expt"}, {POLLOUT, "d:write"},
-        {POLLERR, "d:close"},     {POLLHUP, "d:close"},        {POLLNVAL, "d:close"},
-        {POLLRDHUP, ""},          {POLLRDNORM, ""},            {POLLWRNORM, ""},
-        {POLLRDBAND, ""},         {POLLWRBAND, ""},            {0, ""},
+        {POLLIN, "d:read"},   {POLLPRI, "d:expt"},   {POLLOUT, "d:write"}, {POLLERR, "d:close"},
+        {POLLHUP, "d:close"}, {POLLNVAL, "d:close"}, {POLLRDHUP, ""},      {POLLRDNORM, ""},
+        {POLLWRNORM, ""},     {POLLRDBAND, ""},      {POLLWRBAND, ""},     {0, ""},
     };
     ac_map *m = tk_map();
     int sv[2];
@@ -396,9 +394,8 @@ Test(loop_dispatch, readwrite_runs_the_steps_in_order, .timeout = 5,
     int sv[2];
     ac_dispatcher *d = pair_channel(m, "d", sv);
     lp(d)->expt_ret = 0;
-    cr_assert_eq(ac_readwrite(d, POLLIN | POLLOUT | POLLPRI | POLLHUP | POLLERR | POLLNVAL |
-                                     POLLRDHUP),
-                 0);
+    cr_assert_eq(
+        ac_readwrite(d, POLLIN | POLLOUT | POLLPRI | POLLHUP | POLLERR | POLLNVAL | POLLRDHUP), 0);
     cr_assert_str_eq(tk_trace, "d:read d:write d:expt d:close");
     tk_trace_clear();
     cr_assert_eq(ac_readwrite(d, POLLHUP | POLLOUT | POLLIN), 0);

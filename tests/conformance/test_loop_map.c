@@ -151,7 +151,8 @@ Test(loop, poller_is_chosen_per_map_and_can_be_switched, .timeout = 5,
     static const struct {
         ac_poller_kind kind;
         const char *name;
-    } kinds[] = {{AC_POLLER_EPOLL, "epoll"}, {AC_POLLER_POLL, "poll"}, {AC_POLLER_SELECT, "select"}};
+    } kinds[] = {
+        {AC_POLLER_EPOLL, "epoll"}, {AC_POLLER_POLL, "poll"}, {AC_POLLER_SELECT, "select"}};
     ac_map *m = tk_map();
     for (size_t i = 0; i < 3; i++) {
         ac_map *x = NULL;
@@ -180,7 +181,8 @@ Test(loop, poller_is_chosen_per_map_and_can_be_switched, .timeout = 5,
             cr_assert_eq(write(sv[1], "q", 1), 1);
             cr_assert_eq(ac_loop(m, 1.0, 1), 0);
             /* d reads; n (paused reading, writable) writes. */
-            cr_assert(!strcmp(tk_trace, "d:read:1 n:write") || !strcmp(tk_trace, "n:write d:read:1"),
+            cr_assert(!strcmp(tk_trace, "d:read:1 n:write") ||
+                          !strcmp(tk_trace, "n:write d:read:1"),
                       "%s: %s", kinds[i].name, tk_trace);
         }
     }

@@ -192,8 +192,8 @@ static void oob_case(bool r, bool w, bool with_data, const char *sel, const char
     if (with_data)
         cr_assert_eq(tk_inq(mine), 3);
     cr_assert_eq(ac_loop(m, 1.0, 1), 0);
-    cr_assert_str_eq(tk_trace, tk_is_select(m) ? sel : pol, "%s r=%d w=%d",
-                     ac_map_poller_name(m), r, w);
+    cr_assert_str_eq(tk_trace, tk_is_select(m) ? sel : pol, "%s r=%d w=%d", ac_map_poller_name(m),
+                     r, w);
     tk_finish(m);
     close(peer);
 }
@@ -355,8 +355,7 @@ Test(loop, sub_millisecond_timeout, .timeout = 10,
     }
     if (tk_is_select(m))
         cr_assert_lt(best, n * 0.001, /* whole milliseconds could not go below this */
-                     "select rounded 0.3 ms to whole milliseconds: %d waits took %.4f s", n,
-                     best);
+                     "select rounded 0.3 ms to whole milliseconds: %d waits took %.4f s", n, best);
     cr_assert_str_empty(tk_trace);
     tk_finish(m);
     close(sv[1]);

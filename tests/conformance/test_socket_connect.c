@@ -219,8 +219,9 @@ static void check_async_refusal(int family)
     ac_dispatcher *c = tk_new(m, &traced, "c");
     struct tk_node *n = tk_node(c);
     cr_assert_eq(ac_create_socket(c, family, SOCK_STREAM), 0);
-    cr_assert_eq(ac_connect(c, (struct sockaddr *)&ss, len), 0, "loopback refusal starts "
-                                                                 "with EINPROGRESS");
+    cr_assert_eq(ac_connect(c, (struct sockaddr *)&ss, len), 0,
+                 "loopback refusal starts "
+                 "with EINPROGRESS");
     cr_assert_eq(ac_loop(m, 1.0, 20), 0);
     /* handle_error ran while connecting was still true (D8 leaves flags),
      * its default closed the channel: the map emptied and the loop ended. */

@@ -13,8 +13,7 @@
 static const ac_handlers *conn_handlers;
 static ac_dispatcher *last_conn;
 
-static int h_accepted_adopt(ac_dispatcher *d, int fd, const struct sockaddr *addr,
-                            socklen_t alen)
+static int h_accepted_adopt(ac_dispatcher *d, int fd, const struct sockaddr *addr, socklen_t alen)
 {
     (void)addr;
     (void)alen;
@@ -153,8 +152,7 @@ static void check_conn_broken(int family)
     cr_assert_eq(ac_create_socket(c, family, SOCK_STREAM), 0);
     cr_assert_eq(ac_connect(c, (struct sockaddr *)&ss, len), 0);
     cr_assert(tk_loop_until(m, flag_closes, n, 5.0), "trace: %s", tk_trace);
-    cr_assert_eq(n->errors, 0, "EPIPE/ECONNRESET are disconnections, not errors: %s",
-                 tk_trace);
+    cr_assert_eq(n->errors, 0, "EPIPE/ECONNRESET are disconnections, not errors: %s", tk_trace);
     tk_finish(m);
 }
 

@@ -178,8 +178,8 @@ Test(socket_faults, eof_handle_close_raises_disconnected_once, .timeout = 5,
     bool sel = !strcmp(getenv("AC_POLLER") ? getenv("AC_POLLER") : "", "select");
     run_eof(ECONNRESET, 1);
     /* poll: the POLLHUP step (L13.4) then calls handle_close a third time. */
-    cr_assert_str_eq(tk_trace, expect(sel, "read close1 close2 recv=0",
-                                      "read close1 close2 recv=0 close3"));
+    cr_assert_str_eq(tk_trace,
+                     expect(sel, "read close1 close2 recv=0", "read close1 close2 recv=0 close3"));
 }
 
 Test(socket_faults, eof_handle_close_raises_ebadf_once, .timeout = 5,
@@ -187,8 +187,8 @@ Test(socket_faults, eof_handle_close_raises_ebadf_once, .timeout = 5,
 {
     bool sel = !strcmp(getenv("AC_POLLER") ? getenv("AC_POLLER") : "", "select");
     run_eof(EBADF, 1);
-    cr_assert_str_eq(tk_trace, expect(sel, "read close1 close2 recv=0",
-                                      "read close1 close2 recv=0 close3"));
+    cr_assert_str_eq(tk_trace,
+                     expect(sel, "read close1 close2 recv=0", "read close1 close2 recv=0 close3"));
 }
 
 Test(socket_faults, eof_handle_close_raises_disconnected_twice, .timeout = 5,
@@ -198,8 +198,8 @@ Test(socket_faults, eof_handle_close_raises_disconnected_twice, .timeout = 5,
 {
     bool sel = !strcmp(getenv("AC_POLLER") ? getenv("AC_POLLER") : "", "select");
     run_eof(ECONNRESET, 2);
-    cr_assert_str_eq(tk_trace, expect(sel, "read close1 close2 error:ECONNRESET",
-                                      "read close1 close2 close3"));
+    cr_assert_str_eq(
+        tk_trace, expect(sel, "read close1 close2 error:ECONNRESET", "read close1 close2 close3"));
 }
 
 Test(socket_faults, eof_handle_close_raises_other_errno, .timeout = 5,

@@ -249,8 +249,7 @@ static int h_read_close_peer_and_reuse(ac_dispatcher *d)
     return 0;
 }
 
-Test(lifetime, new_dispatcher_reuses_closed_number_same_iteration, .timeout = 5,
-     .init = lt_init,
+Test(lifetime, new_dispatcher_reuses_closed_number_same_iteration, .timeout = 5, .init = lt_init,
      .description = "L19 X5 X4: a channel created under a number freed in this iteration "
                     "does not get the old channel's read or write event")
 {
@@ -415,8 +414,7 @@ Test(lifetime, forwarder_both_sides_hang_up_at_once, .timeout = 5, .init = lt_in
     close(rb);
 }
 
-Test(lifetime, forwarder_full_hangup_close_runs_twice_under_poll, .timeout = 5,
-     .init = lt_init,
+Test(lifetime, forwarder_full_hangup_close_runs_twice_under_poll, .timeout = 5, .init = lt_init,
      .description = "X4 L13 W7: a's raw end closed: POLLIN|POLLHUP under poll/epoll gives "
                     "handle_close after the read step closed a (twice in all); select once")
 {
@@ -667,8 +665,7 @@ Test(lifetime, map_free_refuses_a_non_empty_map, .timeout = 5, .init = lt_init,
     close(ra);
 }
 
-Test(lifetime, map_free_without_loop_and_never_closed_socketless, .timeout = 5,
-     .init = lt_init,
+Test(lifetime, map_free_without_loop_and_never_closed_socketless, .timeout = 5, .init = lt_init,
      .description = "X4 D3: a dispatcher that never got a socket is not in the map: "
                     "ac_map_free frees it and runs its finalizer")
 {

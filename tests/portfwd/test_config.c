@@ -143,7 +143,7 @@ T(debian_example, "a file laid out like a packaged /etc/rinetd.conf parses uncha
 }
 
 T(debian_example_uncommented, "the example's TCP rules and patterns, uncommented (its two "
-                               "rules on 0.0.0.0 port 80 are an error: issue 8 item 6)")
+                              "rules on 0.0.0.0 port 80 are an error: issue 8 item 6)")
 {
     parse_err("allow 192.168.2.*\n"
               "0.0.0.0     80        192.168.1.2     80\n"
@@ -338,7 +338,8 @@ T(crlf, "CRLF line ends are accepted, and lines still count right")
     cr_assert_str_eq(cfg.logfile, "/x.log");
     cr_assert(cfg.logcommon);
     pf_config_free(&cfg);
-    parse_err("# dos\r\n\r\n0.0.0.0 80 1.2.3.4 0\r\n", "t.conf:3: connect port '0' is out of range (1-65535)");
+    parse_err("# dos\r\n\r\n0.0.0.0 80 1.2.3.4 0\r\n",
+              "t.conf:3: connect port '0' is out of range (1-65535)");
 }
 
 T(no_final_newline, "the last line needs no newline")
@@ -382,8 +383,7 @@ T(many_rules, "no limit on rules or patterns: 20000 rules, 5000 patterns on one 
     for (int i = 0; i < 20000; i++)
         len += (size_t)snprintf(text + len, cap - len, "0.0.0.0 %d 10.0.0.1 %d\n", 1 + i, 2 + i);
     for (int i = 0; i < 5000; i++)
-        len += (size_t)snprintf(text + len, cap - len, "%s 10.%d.*\n", i % 2 ? "deny" : "allow",
-                                i);
+        len += (size_t)snprintf(text + len, cap - len, "%s 10.%d.*\n", i % 2 ? "deny" : "allow", i);
     struct pf_config cfg;
     int rc = pf_config_parse(text, len, "t.conf", &cfg, err, sizeof err);
     free(text);
@@ -475,8 +475,8 @@ T(port_zero, "connect port 0 is refused; bind port 0 lets the kernel choose")
     parse_err("0.0.0.0 80 1.2.3.4 0\n", "t.conf:1: connect port '0' is out of range (1-65535)");
     struct pf_config cfg;
     char msg[256];
-    cr_assert_eq(pf_config_parse("0.0.0.0 000 1.2.3.4 80\n", 21, "t.conf", &cfg, msg, sizeof msg), 0,
-                 "%s", msg);
+    cr_assert_eq(pf_config_parse("0.0.0.0 000 1.2.3.4 80\n", 21, "t.conf", &cfg, msg, sizeof msg),
+                 0, "%s", msg);
     cr_assert_eq(cfg.nrules, 1);
     cr_assert_str_eq(cfg.rules[0].bind_port, "000");
     pf_config_free(&cfg);
@@ -541,7 +541,8 @@ T(bad_addresses, "addresses with characters no host or literal has, unbalanced b
     parse_err("0.0.0.0 80 [fe80::1%] 80\n", "t.conf:1: bad connect address '[fe80::1%]'");
     parse_err("0.0.0.0 80 [::g] 80\n", "t.conf:1: bad connect address '[::g]'");
     parse_err("\"0.0.0.0\" 80 1.2.3.4 80\n", "t.conf:1: unexpected quoted string \"0.0.0.0\"");
-    parse_err("0.0.0.0 80 \"1.2.3.4\" 80\n", "t.conf:1: bad connect address \"1.2.3.4\" (no quotes here)");
+    parse_err("0.0.0.0 80 \"1.2.3.4\" 80\n",
+              "t.conf:1: bad connect address \"1.2.3.4\" (no quotes here)");
 }
 
 /* ------------------------------------------------------------ errors: words */
@@ -554,9 +555,8 @@ T(too_few_words, "a rule with fewer than four words")
     parse_err("0.0.0.0 80 # 1.2.3.4 80\n",
               "t.conf:1: incomplete forwarding rule: expected bindaddress bindport "
               "connectaddress connectport [options], got 2 words");
-    parse_err("0.0.0.0\n",
-              "t.conf:1: incomplete forwarding rule: expected bindaddress bindport "
-              "connectaddress connectport [options], got 1 word");
+    parse_err("0.0.0.0\n", "t.conf:1: incomplete forwarding rule: expected bindaddress bindport "
+                           "connectaddress connectport [options], got 1 word");
 }
 
 T(too_many_words, "a fifth word that is not an option list")
@@ -638,7 +638,8 @@ T(option_values, "options without '=', with an empty or malformed value")
               "t.conf:1: option 'timeout' needs a value (timeout=SEC)");
     parse_err("0.0.0.0 80 1.2.3.4 80 [src 1.2.3.4]\n",
               "t.conf:1: option 'src' needs a value (src=ADDR)");
-    parse_err("0.0.0.0 80 1.2.3.4 80 [timeout=]\n", "t.conf:1: option 'timeout' has an empty value");
+    parse_err("0.0.0.0 80 1.2.3.4 80 [timeout=]\n",
+              "t.conf:1: option 'timeout' has an empty value");
     parse_err("0.0.0.0 80 1.2.3.4 80 [timeout=abc]\n", "t.conf:1: bad timeout 'abc' (seconds)");
     parse_err("0.0.0.0 80 1.2.3.4 80 [timeout=-5]\n", "t.conf:1: bad timeout '-5' (seconds)");
     parse_err("0.0.0.0 80 1.2.3.4 80 [timeout=1e3]\n", "t.conf:1: bad timeout '1e3' (seconds)");
@@ -646,8 +647,7 @@ T(option_values, "options without '=', with an empty or malformed value")
     parse_err("0.0.0.0 80 1.2.3.4 80 [timeout=.5]\n", "t.conf:1: bad timeout '.5' (seconds)");
     parse_err("0.0.0.0 80 1.2.3.4 80 [timeout=99999999999]\n",
               "t.conf:1: timeout '99999999999' is too large (at most 2147483647 seconds)");
-    parse_err("0.0.0.0 80 1.2.3.4 80 [src=bad/addr]\n",
-              "t.conf:1: bad source address 'bad/addr'");
+    parse_err("0.0.0.0 80 1.2.3.4 80 [src=bad/addr]\n", "t.conf:1: bad source address 'bad/addr'");
     parse_err("0.0.0.0 80 1.2.3.4 80 [src=[::1]x]\n",
               "t.conf:1: expected ',' between options, got 'x'");
 }
@@ -967,9 +967,8 @@ T(access_v4_mapped_allow, "allow lets an IPv4 client in however a listener spell
 
 T(access_v6_as_addresses, "an IPv6 pattern without wildcards is compared as an address")
 {
-    static const char *const loopback[] = {"::1", "0:0:0:0:0:0:0:1",
-                                           "0000:0000:0000:0000:0000:0000:0000:0001", "::0:1",
-                                           "0::1"};
+    static const char *const loopback[] = {
+        "::1", "0:0:0:0:0:0:0:1", "0000:0000:0000:0000:0000:0000:0000:0001", "::0:1", "0::1"};
     for (size_t i = 0; i < sizeof loopback / sizeof *loopback; i++) {
         char line[128];
         snprintf(line, sizeof line, "deny %s", loopback[i]);
@@ -997,8 +996,8 @@ T(access_v6_wildcards, "an IPv6 wildcard matches the short, full or padded spell
     REFUSED("deny ::*", "::1");
     REFUSED("deny fe80:*", "fe80::1");
     REFUSED("deny fe80::*", "fe80::abcd");
-    REFUSED("deny fe80:0:*", "fe80::1");     /* full spelling */
-    REFUSED("deny fe80:0000:*", "fe80::1");  /* padded spelling */
+    REFUSED("deny fe80:0:*", "fe80::1");    /* full spelling */
+    REFUSED("deny fe80:0000:*", "fe80::1"); /* padded spelling */
     REFUSED("deny *:0001", "fe80::1");
     REFUSED("deny 0:0:0:0:0:0:0:?", "::1");
     REFUSED("deny 2001:db8:*", "2001:DB8::5");
@@ -1110,8 +1109,8 @@ T(add_rule_whole_values, "pf_config_add_rule checks each value whole")
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         struct pf_config c = {0};
-        int rc = pf_config_add_rule(&c, bad[i][0], bad[i][1], bad[i][2], bad[i][3], msg,
-                                    sizeof msg);
+        int rc =
+            pf_config_add_rule(&c, bad[i][0], bad[i][1], bad[i][2], bad[i][3], msg, sizeof msg);
         cr_assert_eq(rc, -EINVAL, "case %zu: rc %d", i, rc);
         cr_assert_str_eq(msg, bad[i][4]);
         pf_config_free(&c);

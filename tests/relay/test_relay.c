@@ -147,8 +147,7 @@ static void random_transfer(enum link k, uint64_t seed, bool splice)
     rig_relay(&cfg);
     cr_assert(rig_run(cond_all_over, 60), "seed %llu: not over (done %d, a %llu/%llu b %llu/%llu)",
               (unsigned long long)seed, R.dn.calls, (unsigned long long)R.a.rx_got,
-              (unsigned long long)b_tx, (unsigned long long)R.b.rx_got,
-              (unsigned long long)a_tx);
+              (unsigned long long)b_tx, (unsigned long long)R.b.rx_got, (unsigned long long)a_tx);
     check_clean();
     const ac_relay_stats *st = &R.dn.st;
     cr_assert(st->first_eof == AC_RELAY_A || st->first_eof == AC_RELAY_B);
@@ -381,8 +380,11 @@ Test(relay, push_again_after_partial_delivery, .timeout = 30,
     cr_assert(rig_run(cond_ab_stalled_partial, 10), "b's socket fills");
     ac_relay_stats st;
     ac_relay_stats_get(R.r, &st);
-    cr_assert_lt(st.bytes[AC_RELAY_AB], 65536 - 1000, "part is still in the ring (%llu out, sndbuf %d rcvbuf %d)",
-                 (unsigned long long)st.bytes[AC_RELAY_AB], sockopt_int(R.rfd[1], SOL_SOCKET, SO_SNDBUF), sockopt_int(R.b.fd, SOL_SOCKET, SO_RCVBUF));
+    cr_assert_lt(st.bytes[AC_RELAY_AB], 65536 - 1000,
+                 "part is still in the ring (%llu out, sndbuf %d rcvbuf %d)",
+                 (unsigned long long)st.bytes[AC_RELAY_AB],
+                 sockopt_int(R.rfd[1], SOL_SOCKET, SO_SNDBUF),
+                 sockopt_int(R.b.fd, SOL_SOCKET, SO_RCVBUF));
     size_t free_ = (size_t)st.bytes[AC_RELAY_AB]; /* the ring had 64 KiB: this is its room */
     size_t room = free_ < 1000 ? free_ : 1000;
     cr_assert_eq(ac_relay_push(R.r, AC_RELAY_B, pre, free_ + 1), -ENOBUFS);
@@ -397,10 +399,7 @@ Test(relay, push_again_after_partial_delivery, .timeout = 30,
 
 /* ----------------------------------------------------------- abort */
 
-static bool cond_traffic(void)
-{
-    return R.a.rx_got > 100000 && R.b.rx_got > 100000;
-}
+static bool cond_traffic(void) { return R.a.rx_got > 100000 && R.b.rx_got > 100000; }
 
 Test(relay, abort_rst_during_traffic, .timeout = 30,
      .description = "ac_relay_abort(rst) in the middle of a transfer both ways: done runs "
@@ -661,7 +660,8 @@ Test(relay, connect_timeout_backlog_full, .timeout = 30,
     ac_relay_config cfg = {.b_connecting = true, .connect_timeout = 0.4, .idle_timeout = 0.1};
     double t0 = tk_clock();
     rig_relay(&cfg);
-    cr_assert(rig_run(cond_all_over, 15), "done %d how %s a eof %d err %d", R.dn.calls, ac_relay_end_name(R.dn.st.how), R.a.eof, R.a.rx_err);
+    cr_assert(rig_run(cond_all_over, 15), "done %d how %s a eof %d err %d", R.dn.calls,
+              ac_relay_end_name(R.dn.st.how), R.a.eof, R.a.rx_err);
     check_done(&R.dn, AC_RELAY_CONNECT_TIMEOUT);
     cr_assert_eq(R.dn.st.side, AC_RELAY_B);
     cr_assert_eq(R.dn.st.err, ETIMEDOUT);
@@ -790,8 +790,8 @@ Test(relay, six_relays_in_one_map, .timeout = 120,
 
 /* A connect that stays in progress: a listener with backlog 0 whose one
  * place is taken.  Returns the stuck socket, or -1 (fillers in fill[]). */
-static int stuck_connect(int lfd, const struct sockaddr_storage *ss, socklen_t len,
-                         int fill[4], int *nfill)
+static int stuck_connect(int lfd, const struct sockaddr_storage *ss, socklen_t len, int fill[4],
+                         int *nfill)
 {
     (void)lfd;
     *nfill = 0;

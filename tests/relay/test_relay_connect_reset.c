@@ -78,8 +78,8 @@ static void reset_after_accept(int looks, bool splice, size_t n, uint64_t seed)
         cr_assert_eq(ac_poll(R.m, 0.001), 0);
     remote_sends_and_resets(lfd, R.rfd[1], seed, n);
     close(lfd);
-    cr_assert(rig_run(cond_all_over, 10), "looks %d splice %d: done %d, a eof %d err %d",
-              looks, splice, R.dn.calls, R.a.eof, R.a.rx_err);
+    cr_assert(rig_run(cond_all_over, 10), "looks %d splice %d: done %d, a eof %d err %d", looks,
+              splice, R.dn.calls, R.a.eof, R.a.rx_err);
     check_done(&R.dn, AC_RELAY_RESET);
     cr_assert_eq(R.dn.st.side, AC_RELAY_B, "looks %d splice %d", looks, splice);
     cr_assert_eq(R.dn.st.err, ECONNRESET, "looks %d splice %d: err %s", looks, splice,
@@ -88,8 +88,10 @@ static void reset_after_accept(int looks, bool splice, size_t n, uint64_t seed)
                  (unsigned long long)R.a.rx_got, n);
     cr_assert_eq(R.a.rx_bad, 0, "looks %d splice %d: byte %llu wrong", looks, splice,
                  (unsigned long long)R.a.rx_bad - 1);
-    cr_assert_eq(R.a.rx_err, ECONNRESET, "looks %d splice %d: a ended with %s (eof %d), "
-                 "not a reset", looks, splice, strerror(R.a.rx_err), R.a.eof);
+    cr_assert_eq(R.a.rx_err, ECONNRESET,
+                 "looks %d splice %d: a ended with %s (eof %d), "
+                 "not a reset",
+                 looks, splice, strerror(R.a.rx_err), R.a.eof);
     cr_assert_not(R.a.eof, "looks %d splice %d: a saw a clean EOF", looks, splice);
     cr_assert_eq(R.dn.st.bytes[AC_RELAY_BA], n);
     cr_assert_eq(R.dn.st.bytes[AC_RELAY_AB], 0);

@@ -127,10 +127,7 @@ Test(relay, backpressure_sink_never_reads_splice, .timeout = 90,
 
 /* ---------------------------------------------------------- resets */
 
-static bool cond_other_got(void)
-{
-    return R.a.rx_got + R.b.rx_got == 10000;
-}
+static bool cond_other_got(void) { return R.a.rx_got + R.b.rx_got == 10000; }
 
 static void reset_from(int side, bool splice)
 {
@@ -258,8 +255,8 @@ static void large(bool splice, uint64_t seed)
     R.a.burst = R.b.burst = 16;
     ac_relay_config cfg = {.no_splice = !splice};
     rig_relay(&cfg);
-    cr_assert(rig_run(cond_all_over, 200), "a got %llu, b got %llu",
-              (unsigned long long)R.a.rx_got, (unsigned long long)R.b.rx_got);
+    cr_assert(rig_run(cond_all_over, 200), "a got %llu, b got %llu", (unsigned long long)R.a.rx_got,
+              (unsigned long long)R.b.rx_got);
     check_clean();
     cr_assert_eq(R.dn.st.bytes[0], size);
     cr_assert_eq(R.dn.st.bytes[1], size);

@@ -76,12 +76,12 @@ static TK_UNUSED void tk_log_hook(ac_dispatcher *d, const char *type, const char
 struct tk_node {
     const char *name;
     ac_dispatcher *d;
-    ac_dispatcher *peer;  /* for handlers that close "the other one" */
+    ac_dispatcher *peer; /* for handlers that close "the other one" */
     int finalized;
     int reads, writes, closes, errors, connects, accepts, expts, timeouts;
-    int last_err;         /* errno of the last handle_error */
-    size_t chunk;         /* read size for handlers that read */
-    char *buf;            /* where readers put what they read */
+    int last_err; /* errno of the last handle_error */
+    size_t chunk; /* read size for handlers that read */
+    char *buf;    /* where readers put what they read */
     size_t len, cap;
     void *extra;
 };
@@ -351,8 +351,7 @@ static TK_UNUSED int tk_connect_raw(const struct sockaddr_storage *ss, socklen_t
 {
     int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     cr_assert(fd >= 0);
-    cr_assert_eq(connect(fd, (const struct sockaddr *)ss, len), 0, "connect: %s",
-                 strerror(errno));
+    cr_assert_eq(connect(fd, (const struct sockaddr *)ss, len), 0, "connect: %s", strerror(errno));
     return fd;
 }
 

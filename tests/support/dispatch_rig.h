@@ -35,14 +35,10 @@ static TK_UNUSED int mode_rc(ac_dispatcher *d)
     enum mode mode = g_mode;
     g_mode = M_OK; /* one shot: handlers the guard calls afterwards succeed */
     switch (mode) {
-    case M_EXIT:
-        return AC_EXIT_NOW;
-    case M_EPROTO:
-        return AC_RAISE(d, EPROTO, "crash");
-    case M_ECONNRESET:
-        return AC_RAISE(d, ECONNRESET, "crash");
-    default:
-        return 0;
+    case M_EXIT: return AC_EXIT_NOW;
+    case M_EPROTO: return AC_RAISE(d, EPROTO, "crash");
+    case M_ECONNRESET: return AC_RAISE(d, ECONNRESET, "crash");
+    default: return 0;
     }
 }
 

@@ -157,10 +157,7 @@ static void peer_check(struct peer *p, const unsigned char *buf, size_t n)
     p->rx_got += n;
 }
 
-static size_t chunk(struct peer *p)
-{
-    return 1 + (size_t)tk_rand(&p->rng) % p->max_chunk;
-}
+static size_t chunk(struct peer *p) { return 1 + (size_t)tk_rand(&p->rng) % p->max_chunk; }
 
 static TK_UNUSED void peer_step(struct peer *p, double now)
 {
@@ -212,8 +209,7 @@ static TK_UNUSED void peer_step(struct peer *p, double now)
             return;
         }
         if (may_send && p->shut_after && !p->shut_done && p->tx_sent == p->tx_total) {
-            cr_assert_eq(shutdown(p->fd, SHUT_WR), 0, "%s: shutdown: %s", p->name,
-                         strerror(errno));
+            cr_assert_eq(shutdown(p->fd, SHUT_WR), 0, "%s: shutdown: %s", p->name, strerror(errno));
             p->shut_done = true;
         }
         if (!progress)
@@ -241,19 +237,16 @@ static TK_UNUSED bool peer_saw_reset(const struct peer *p)
 struct done_rec {
     int calls;
     ac_relay_stats st;
-    int fd[2];           /* the relay's descriptors */
-    bool fds_closed;     /* both closed when done ran */
-    bool sides_null;     /* ac_relay_side NULL during done */
-    bool arg_ok;         /* ac_relay_arg == arg */
-    bool stats_same;     /* ac_relay_stats_get == st */
-    int push_rc;         /* ac_relay_push during done */
-    double at;           /* tk_clock() */
+    int fd[2];       /* the relay's descriptors */
+    bool fds_closed; /* both closed when done ran */
+    bool sides_null; /* ac_relay_side NULL during done */
+    bool arg_ok;     /* ac_relay_arg == arg */
+    bool stats_same; /* ac_relay_stats_get == st */
+    int push_rc;     /* ac_relay_push during done */
+    double at;       /* tk_clock() */
 };
 
-static TK_UNUSED bool fd_closed(int fd)
-{
-    return fcntl(fd, F_GETFD) < 0 && errno == EBADF;
-}
+static TK_UNUSED bool fd_closed(int fd) { return fcntl(fd, F_GETFD) < 0 && errno == EBADF; }
 
 static TK_UNUSED void on_done(ac_relay *r, const ac_relay_stats *st, void *arg)
 {
@@ -383,8 +376,7 @@ static TK_UNUSED void rig_begin(bool ign)
 
 /* Two links and peers: a.fd <-> rfd[0], rfd[1] <-> b.fd.  Stream a->b has
  * seed s, b->a seed s + 1000. */
-static TK_UNUSED void rig_links(enum link k, int bufsz, uint64_t s, uint64_t a_tx,
-                                uint64_t b_tx)
+static TK_UNUSED void rig_links(enum link k, int bufsz, uint64_t s, uint64_t a_tx, uint64_t b_tx)
 {
     int la[2], lb[2];
     make_link(k, la, bufsz);
@@ -475,8 +467,8 @@ static TK_UNUSED void check_clean(void)
         cr_assert_eq(dst[i]->rx_bad, 0, "%s: byte %llu wrong", dst[i]->name,
                      (unsigned long long)dst[i]->rx_bad - 1);
         cr_assert_eq(src[i]->tx_sent, src[i]->tx_total);
-        cr_assert_eq(dst[i]->rx_got, dst[i]->prefix_len + src[i]->tx_sent,
-                     "%s got %llu of %llu", dst[i]->name, (unsigned long long)dst[i]->rx_got,
+        cr_assert_eq(dst[i]->rx_got, dst[i]->prefix_len + src[i]->tx_sent, "%s got %llu of %llu",
+                     dst[i]->name, (unsigned long long)dst[i]->rx_got,
                      (unsigned long long)(dst[i]->prefix_len + src[i]->tx_sent));
         cr_assert_eq(st->bytes[i], dst[i]->rx_got, "stats.bytes[%d] %llu, delivered %llu", i,
                      (unsigned long long)st->bytes[i], (unsigned long long)dst[i]->rx_got);

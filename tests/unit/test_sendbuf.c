@@ -35,8 +35,8 @@ static void run_seed(uint32_t seed, size_t total, size_t chunk)
             switch (tk_rand(&s) % 5) {
             case 0: n = 0; break;
             case 1: n = 1 + tk_rand(&s) % 16; break;
-            case 2: n = 16380 + tk_rand(&s) % 10; break;  /* around a block */
-            case 3: n = 65530 + tk_rand(&s) % 20; break;  /* around the cap */
+            case 2: n = 16380 + tk_rand(&s) % 10; break; /* around a block */
+            case 3: n = 65530 + tk_rand(&s) % 20; break; /* around the cap */
             default: n = tk_rand(&s) % 5000; break;
             }
             if (n > total - given)

@@ -96,9 +96,8 @@ static void *produce(void *arg)
 {
     struct producer *p = arg;
     for (int i = 0; i < NCALLS; i++) {
-        cr_assert_eq(ac_call_soon_threadsafe(p->m, ordered_call,
-                                             (void *)(intptr_t)(p->id * NCALLS + i)),
-                     0);
+        cr_assert_eq(
+            ac_call_soon_threadsafe(p->m, ordered_call, (void *)(intptr_t)(p->id * NCALLS + i)), 0);
         if (i % 1000 == 0)
             sched_yield();
     }

@@ -853,44 +853,19 @@ static int options(int argc, char **argv)
     bool ok = true;
     while (ok && (c = getopt_long(argc, argv, "l:p:qvhV", longopts, NULL)) != -1) {
         switch (c) {
-        case 'l':
-            S.host = optarg;
-            break;
-        case 'p':
-            ok = tool_number(optarg, 0, 65535, &v), S.port = (int)v;
-            break;
-        case MAX_CLIENTS:
-            ok = tool_number(optarg, 1, 1000000, &v), S.max_clients = (long)v;
-            break;
-        case MAX_LINE:
-            ok = tool_number(optarg, 1, 1 << 30, &v), S.max_line = (size_t)v;
-            break;
-        case MAX_QUEUE:
-            ok = tool_number(optarg, 1, 1ULL << 40, &v), S.max_queue = (size_t)v;
-            break;
-        case MAX_TOTAL:
-            ok = tool_number(optarg, 1, 1ULL << 40, &v), S.max_total = (size_t)v;
-            break;
-        case SLOW:
-            ok = tool_seconds(optarg, &S.slow_timeout);
-            break;
-        case IDLE:
-            ok = tool_seconds(optarg, &S.idle);
-            break;
-        case NICK_TIMEOUT:
-            ok = tool_seconds(optarg, &S.nick_timeout);
-            break;
-        case LINE_TIMEOUT:
-            ok = tool_seconds(optarg, &S.line_timeout);
-            break;
-        case 'q':
-            tool_verbosity -= tool_verbosity > TOOL_ERROR;
-            break;
-        case 'v':
-            tool_verbosity += tool_verbosity < TOOL_DEBUG;
-            break;
-        default:
-            return tool_option_end(c, usage); /* -h, -V, or getopt said what is wrong */
+        case 'l': S.host = optarg; break;
+        case 'p': ok = tool_number(optarg, 0, 65535, &v), S.port = (int)v; break;
+        case MAX_CLIENTS: ok = tool_number(optarg, 1, 1000000, &v), S.max_clients = (long)v; break;
+        case MAX_LINE: ok = tool_number(optarg, 1, 1 << 30, &v), S.max_line = (size_t)v; break;
+        case MAX_QUEUE: ok = tool_number(optarg, 1, 1ULL << 40, &v), S.max_queue = (size_t)v; break;
+        case MAX_TOTAL: ok = tool_number(optarg, 1, 1ULL << 40, &v), S.max_total = (size_t)v; break;
+        case SLOW: ok = tool_seconds(optarg, &S.slow_timeout); break;
+        case IDLE: ok = tool_seconds(optarg, &S.idle); break;
+        case NICK_TIMEOUT: ok = tool_seconds(optarg, &S.nick_timeout); break;
+        case LINE_TIMEOUT: ok = tool_seconds(optarg, &S.line_timeout); break;
+        case 'q': tool_verbosity -= tool_verbosity > TOOL_ERROR; break;
+        case 'v': tool_verbosity += tool_verbosity < TOOL_DEBUG; break;
+        default: return tool_option_end(c, usage); /* -h, -V, or getopt said what is wrong */
         }
         if (!ok)
             tool_invalid_value(longopts, c, optarg);

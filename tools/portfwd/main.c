@@ -372,10 +372,8 @@ static const char *result_name(const ac_relay_stats *st)
         /* rinetd's words: "remote" is the client, "local" the forwarded-to
          * server; the side that finished first is named. */
         return st->first_eof == AC_RELAY_A ? "done-remote-closed" : "done-local-closed";
-    case AC_RELAY_CONNECT_FAILED:
-        return "local-connect-failed";
-    default:
-        return ac_relay_end_name(st->how);
+    case AC_RELAY_CONNECT_FAILED: return "local-connect-failed";
+    default: return ac_relay_end_name(st->how);
     }
 }
 
@@ -942,61 +940,25 @@ static int options(int argc, char **argv)
     unsigned long long v;
     while (ok && (c = getopt_long(argc, argv, "l:p:r:P:b:c:fqvhV", longopts, NULL)) != -1) {
         switch (c) {
-        case 'l':
-            S.local_ip = optarg;
-            break;
-        case 'p':
-            S.local_port = optarg;
-            break;
-        case 'r':
-            S.remote_ip = optarg;
-            break;
-        case 'P':
-            S.remote_port = optarg;
-            break;
-        case 'b':
-            ok = tool_number(optarg, 1, INT_MAX, &v), S.backlog = (int)v;
-            break;
-        case 'c':
-            S.config_path = optarg;
-            break;
-        case 'f':
-            break; /* rinetd -f: portfwd stays in the foreground anyway */
-        case OPT_CONNECT_TIMEOUT:
-            ok = tool_seconds(optarg, &S.connect_timeout);
-            break;
-        case OPT_IDLE_TIMEOUT:
-            ok = tool_seconds(optarg, &S.idle_timeout);
-            break;
-        case OPT_KEEPALIVE:
-            S.keepalive = true;
-            break;
-        case OPT_MAX_CONNS:
-            ok = tool_number(optarg, 1, LONG_MAX, &v), S.max_conns = (long)v;
-            break;
-        case OPT_SOURCE:
-            S.source = optarg;
-            break;
-        case OPT_BUFFER:
-            ok = tool_number(optarg, 1024, 1 << 30, &v), S.buffer = (size_t)v;
-            break;
-        case OPT_NO_SPLICE:
-            S.no_splice = true;
-            break;
-        case OPT_THREADS:
-            ok = tool_number(optarg, 1, MAX_THREADS, &v), S.threads = (int)v;
-            break;
-        case OPT_DRAIN_TIMEOUT:
-            ok = tool_seconds(optarg, &S.drain_timeout);
-            break;
-        case 'q':
-            tool_verbosity -= tool_verbosity > TOOL_ERROR;
-            break;
-        case 'v':
-            tool_verbosity = TOOL_DEBUG;
-            break;
-        default:
-            return tool_option_end(c, usage); /* -h, -V, or getopt said why */
+        case 'l': S.local_ip = optarg; break;
+        case 'p': S.local_port = optarg; break;
+        case 'r': S.remote_ip = optarg; break;
+        case 'P': S.remote_port = optarg; break;
+        case 'b': ok = tool_number(optarg, 1, INT_MAX, &v), S.backlog = (int)v; break;
+        case 'c': S.config_path = optarg; break;
+        case 'f': break; /* rinetd -f: portfwd stays in the foreground anyway */
+        case OPT_CONNECT_TIMEOUT: ok = tool_seconds(optarg, &S.connect_timeout); break;
+        case OPT_IDLE_TIMEOUT: ok = tool_seconds(optarg, &S.idle_timeout); break;
+        case OPT_KEEPALIVE: S.keepalive = true; break;
+        case OPT_MAX_CONNS: ok = tool_number(optarg, 1, LONG_MAX, &v), S.max_conns = (long)v; break;
+        case OPT_SOURCE: S.source = optarg; break;
+        case OPT_BUFFER: ok = tool_number(optarg, 1024, 1 << 30, &v), S.buffer = (size_t)v; break;
+        case OPT_NO_SPLICE: S.no_splice = true; break;
+        case OPT_THREADS: ok = tool_number(optarg, 1, MAX_THREADS, &v), S.threads = (int)v; break;
+        case OPT_DRAIN_TIMEOUT: ok = tool_seconds(optarg, &S.drain_timeout); break;
+        case 'q': tool_verbosity -= tool_verbosity > TOOL_ERROR; break;
+        case 'v': tool_verbosity = TOOL_DEBUG; break;
+        default: return tool_option_end(c, usage); /* -h, -V, or getopt said why */
         }
         if (!ok)
             tool_invalid_value(longopts, c, optarg);
