@@ -36,16 +36,21 @@ def echoes(s, data):
 first = []
 while not paused():
     assert len(first) < 100, "no EMFILE after 100 clients"
-    first.append(connect())
+    s = connect()
+    first.append(s)
+    # Each one served is echoed; the last may wait in the backlog.  One
+    # "x", sent once: a retry would make the echo "xx".
+    s.sendall(b"x")
+    s.settimeout(0.05)
     deadline = time.monotonic() + 2
     while not paused() and time.monotonic() < deadline:
-        try:  # each one served is echoed; the last may wait in the backlog
-            first[-1].settimeout(0.05)
-            echoes(first[-1], b"x")
+        try:
+            got = s.recv(1)
+            assert got == b"x", "echoed %r" % got
             break
         except socket.timeout:
             pass
-    first[-1].settimeout(10)
+    s.settimeout(10)
 n = paused()
 time.sleep(1.0)
 rate = paused() - n

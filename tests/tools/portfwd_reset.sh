@@ -86,8 +86,25 @@ EOF
 ok "a clean close stays a clean close (the server sees EOF)"
 stop "$PF_PID"
 
-# The remote refuses.  Its port: a listener's, closed (then opened again).
-dead=$(free_port)
+# The remote refuses.  Its port is held by a socket that is bound but not
+# listening (connects to it are refused, and no other process can get the
+# port meanwhile, as one could with a port closed and opened again); the
+# same socket listens once $TMP/go exists.
+cat >"$TMP/later.py" <<'EOF'
+import os, socket, sys, time
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+print(ls.getsockname()[1], flush=True)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.02)
+ls.listen(4)
+print("up", flush=True)
+c, _ = ls.accept()
+c.sendall(b"hello from the remote\n")
+c.close()
+EOF
+start_py srv2 "$TMP/later.py" "$TMP/go"
+dead=$PY_PORT
 start_pf fwd2 -p 0 -r 127.0.0.1 -P "$dead"
 port=$PF_PORT
 timeout 20 python3 - "$port" <<'EOF' || fail "remote refusing: the client was not closed promptly"
@@ -112,16 +129,7 @@ done
     fail "want 5 local-connect-failed lines, got $(conn_lines fwd2 'local-connect-failed')"
 kill -0 "$PF_PID" || fail "portfwd died"
 # Now the remote comes up on that port: the same portfwd serves it.
-start srv2 python3 -c '
-import socket, sys
-ls = socket.socket()
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", int(sys.argv[1])))
-ls.listen(4)
-print("up", flush=True)
-c, _ = ls.accept()
-c.sendall(b"hello from the remote\n")
-c.close()' "$dead"
+touch "$TMP/go"
 wait_out srv2 '^up$' 10 >/dev/null
 got=$(timeout 10 python3 -c '
 import socket, sys
