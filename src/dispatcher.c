@@ -190,7 +190,7 @@ int ac_accept(ac_dispatcher *d, struct sockaddr *addr, socklen_t *len)
  * and the chat channel use it for their chains. */
 ssize_t ac__sendv(ac_dispatcher *d, const struct iovec *iov, int iovcnt)
 {
-    ssize_t n = d->tp->sendv(d->tctx, d->fd, iov, iovcnt);
+    ssize_t n = d->tp->ops->sendv(d->tp, d->fd, iov, iovcnt);
     if (n >= 0) {
         if (n > 0 && d->idle)
             ac__idle_activity(d);
@@ -216,7 +216,7 @@ ssize_t ac_recv(ac_dispatcher *d, void *buf, size_t len)
 {
     if (len == 0)
         return AC_RAISE(d, EINVAL, "recv"); /* W21, allowed deviation */
-    ssize_t n = d->tp->recv(d->tctx, d->fd, buf, len);
+    ssize_t n = d->tp->ops->recv(d->tp, d->fd, buf, len);
     if (n > 0) {
         if (d->idle)
             ac__idle_activity(d);
@@ -262,7 +262,7 @@ ssize_t ac_recvfrom(ac_dispatcher *d, void *buf, size_t len, struct sockaddr *fr
 
 int ac_shutdown(ac_dispatcher *d, int how)
 {
-    int rc = d->tp->shutdown(d->tctx, d->fd, how);
+    int rc = d->tp->ops->shutdown(d->tp, d->fd, how);
     return rc < 0 ? AC_RAISE(d, -rc, "shutdown") : 0;
 }
 
@@ -289,7 +289,7 @@ int ac_close(ac_dispatcher *d)
     int rc = 0;
     if (d->fd >= 0) {
         /* The descriptor is gone whatever close says (X11). */
-        int err = -d->tp->close(d->tctx, d->fd);
+        int err = -d->tp->ops->close(d->tp, d->fd);
         if (err > 0 && err != ENOTCONN && err != EBADF && err != EINTR)
             rc = AC_RAISE(d, err, "close");
         d->fd = -1;

@@ -32,10 +32,9 @@ struct ac_layer {
 
 struct ac_dispatcher {
     ac_map *map;
-    const ac_handlers *h;          /* the user's table, never NULL */
-    const struct ac_layer *layer;  /* the kind's table: base, file, buffered, chat */
-    const struct ac_transport *tp; /* how the bytes move: plain socket by default */
-    void *tctx;                    /* the transport's context */
+    const ac_handlers *h;         /* the user's table, never NULL */
+    const struct ac_layer *layer; /* the kind's table: base, file, buffered, chat */
+    struct ac_transport *tp;      /* how the bytes move: plain socket by default */
     void *user;
     void *ext;             /* the layer's state, allocated with d */
     struct sockaddr *addr; /* D1 addr, NULL = none */

@@ -7,9 +7,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-static ssize_t plain_recv(void *ctx, int fd, void *buf, size_t len)
+static ssize_t plain_recv(struct ac_transport *t, int fd, void *buf, size_t len)
 {
-    (void)ctx;
+    (void)t;
     for (;;) {
         ssize_t n = recv(fd, buf, len, 0);
         if (n >= 0)
@@ -19,9 +19,9 @@ static ssize_t plain_recv(void *ctx, int fd, void *buf, size_t len)
     }
 }
 
-static ssize_t plain_sendv(void *ctx, int fd, const struct iovec *iov, int iovcnt)
+static ssize_t plain_sendv(struct ac_transport *t, int fd, const struct iovec *iov, int iovcnt)
 {
-    (void)ctx;
+    (void)t;
     struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
     for (;;) {
         ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL); /* X12 */
@@ -32,9 +32,9 @@ static ssize_t plain_sendv(void *ctx, int fd, const struct iovec *iov, int iovcn
     }
 }
 
-static ssize_t file_recv(void *ctx, int fd, void *buf, size_t len)
+static ssize_t file_recv(struct ac_transport *t, int fd, void *buf, size_t len)
 {
-    (void)ctx;
+    (void)t;
     for (;;) {
         ssize_t n = read(fd, buf, len);
         if (n >= 0)
@@ -45,9 +45,9 @@ static ssize_t file_recv(void *ctx, int fd, void *buf, size_t len)
 }
 
 /* A pipe whose reader is gone raises SIGPIPE here (X12, asyncore.h). */
-static ssize_t file_sendv(void *ctx, int fd, const struct iovec *iov, int iovcnt)
+static ssize_t file_sendv(struct ac_transport *t, int fd, const struct iovec *iov, int iovcnt)
 {
-    (void)ctx;
+    (void)t;
     for (;;) {
         ssize_t n = writev(fd, iov, iovcnt);
         if (n >= 0)
@@ -57,20 +57,20 @@ static ssize_t file_sendv(void *ctx, int fd, const struct iovec *iov, int iovcnt
     }
 }
 
-static int plain_shutdown(void *ctx, int fd, int how)
+static int plain_shutdown(struct ac_transport *t, int fd, int how)
 {
-    (void)ctx;
+    (void)t;
     return shutdown(fd, how) < 0 ? -errno : 0;
 }
 
 /* Never retried on EINTR: the descriptor is gone whatever close says (X11). */
-static int plain_close(void *ctx, int fd)
+static int plain_close(struct ac_transport *t, int fd)
 {
-    (void)ctx;
+    (void)t;
     return close(fd) < 0 ? -errno : 0;
 }
 
-const struct ac_transport ac__plain_transport = {
+static const struct ac_transport_ops plain_ops = {
     .name = "plain",
     .recv = plain_recv,
     .sendv = plain_sendv,
@@ -78,10 +78,13 @@ const struct ac_transport ac__plain_transport = {
     .close = plain_close,
 };
 
-const struct ac_transport ac__file_transport = {
+static const struct ac_transport_ops file_ops = {
     .name = "file",
     .recv = file_recv,
     .sendv = file_sendv,
     .shutdown = plain_shutdown, /* ENOTSOCK on anything but a socket */
     .close = plain_close,
 };
+
+struct ac_transport ac__plain_transport = {&plain_ops};
+struct ac_transport ac__file_transport = {&file_ops};
