@@ -268,7 +268,7 @@ int ac_shutdown(ac_dispatcher *d, int how)
 
 int ac_socket_error(ac_dispatcher *d)
 {
-    if (d->is_file)
+    if (d->tp == &ac__file_transport)
         return 0; /* F3: files answer 0, even once closed (F8) */
     int err = 0;
     socklen_t len = sizeof(err);

@@ -18,7 +18,6 @@ int ac_set_file(ac_dispatcher *d, int fd)
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* F1 */
     if (dup < 0)
         return AC_RAISE(d, errno, "dup");
-    d->is_file = true;
     d->tp = &ac__file_transport;
     if (d->layer == &ac__base_layer)
         d->layer = &file_layer;
@@ -26,7 +25,6 @@ int ac_set_file(ac_dispatcher *d, int fd)
     if (rc < 0) {
         close(dup);
         d->fd = -1;
-        d->is_file = false;
         d->tp = &ac__plain_transport;
     }
     return rc;

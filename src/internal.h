@@ -50,7 +50,7 @@ struct ac_dispatcher {
     uint8_t want, have; /* AC__WANT_* wanted, and as the poller knows it */
     bool connected : 1, accepting : 1, connecting : 1, closing : 1;
     bool closed : 1, registered : 1, in_preds : 1, dirty : 1, debug : 1, read_paused : 1;
-    bool write_paused : 1, is_file : 1;
+    bool write_paused : 1;
 };
 
 struct ac_call {
