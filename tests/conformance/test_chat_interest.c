@@ -71,12 +71,6 @@ static ac_dispatcher *chat_pair(ac_map *m, int sv[2])
 }
 
 /* n iterations that each have a write event to deliver. */
-static void iterate(ac_map *m, int n)
-{
-    for (int i = 0; i < n; i++)
-        cr_assert_eq(ac_poll(m, 0.01), 0);
-}
-
 /* The point of every test: with the queue empty, 30 iterations at 10 ms
  * deliver no write event (the count stays `writes`) and so really wait. */
 static void assert_idle(ac_map *m, int writes)
@@ -115,7 +109,7 @@ Test(chat_interest, simple_producer_exhausted, .timeout = 10,
      * (C14: initiate_send once); each write event sends one more (C16);
      * the third write event finds the producer finished and removes it. */
     cr_assert_eq(ac_chat_push_with_producer(d, ac_simple_producer_new("hello world", 11, 4)), 0);
-    iterate(m, 3);
+    tk_iterate(m, 3);
     cr_assert_eq(W.writes, 3);
     assert_peer_got(sv[1], "hello world");
     assert_idle(m, 3);
@@ -130,7 +124,7 @@ Test(chat_interest, simple_producer_exhausted_coalesced, .timeout = 10,
     ac_dispatcher *d = chat_pair(m, sv);
     cr_assert_eq(ac_chat_set_coalesce(d, true), 0);
     cr_assert_eq(ac_chat_push_with_producer(d, ac_simple_producer_new("hello world", 11, 4)), 0);
-    iterate(m, 3);
+    tk_iterate(m, 3);
     cr_assert_eq(W.writes, 3);
     assert_peer_got(sv[1], "hello world");
     assert_idle(m, 3);
@@ -174,7 +168,7 @@ Test(chat_interest, bytes_producer_exhausted, .timeout = 10,
     int sv[2];
     ac_dispatcher *d = chat_pair(m, sv);
     cr_assert_eq(ac_chat_push_with_producer(d, once_new("one piece\n")), 0);
-    iterate(m, 1); /* the piece left at the push; this event finds the end */
+    tk_iterate(m, 1); /* the piece left at the push; this event finds the end */
     cr_assert_eq(W.writes, 1);
     assert_peer_got(sv[1], "one piece\n");
     assert_idle(m, 1);
@@ -209,7 +203,7 @@ Test(chat_interest, producers_and_bytes_in_turn, .timeout = 10,
     cr_assert_eq(ac_chat_push(d, "c", 1), 0);
     cr_assert_eq(ac_chat_push_with_producer(d, once_new("d")), 0);
     assert_peer_got(sv[1], "abcd");
-    iterate(m, 1);
+    tk_iterate(m, 1);
     cr_assert_eq(W.writes, 1);
     assert_idle(m, 1);
     finish(m, sv[1]);
@@ -250,7 +244,7 @@ Test(chat_interest, close_marker_with_a_handle_close_that_keeps_the_channel, .ti
     ac_dispatcher *d = chat_pair(m, sv);
     cr_assert_eq(ac_chat_push(d, "bye\n", 4), 0);
     cr_assert_eq(ac_close_when_done(d), 0); /* C15: not sent, not closed here */
-    iterate(m, 1);
+    tk_iterate(m, 1);
     cr_assert_eq(W.writes, 1);
     cr_assert_eq(W.closes, 1);
     cr_assert_not(ac_is_closed(d));
@@ -299,7 +293,7 @@ Test(chat_interest, empty_push_behind_bytes, .timeout = 10,
     cr_assert_eq(ac_chat_push(d, "x", 1), 0);
     cr_assert_eq(ac_chat_push(d, "", 0), 0);
     ac_set_connected(d, true);
-    iterate(m, 2); /* "x"; then the empty entry (C16.2) */
+    tk_iterate(m, 2); /* "x"; then the empty entry (C16.2) */
     cr_assert_eq(W.writes, 2);
     assert_peer_got(sv[1], "x");
     assert_idle(m, 2);
@@ -322,7 +316,7 @@ Test(chat_interest, coalesced_replies, .timeout = 10,
     cr_assert_eq(ac_chat_set_coalesce(d, true), 0);
     W.on_found = reply_twice;
     cr_assert_eq(write(sv[1], "a\nb\nc\n", 6), 6);
-    iterate(m, 1);
+    tk_iterate(m, 1);
     cr_assert_eq(W.founds, 3);
     assert_peer_got(sv[1], "ok\nok\nok\n");
     assert_idle(m, 0);
@@ -341,7 +335,7 @@ Test(chat_interest, coalesced_empty_replies, .timeout = 10,
     cr_assert_eq(ac_chat_set_coalesce(d, true), 0);
     W.on_found = reply_empty;
     cr_assert_eq(write(sv[1], "a\nb\n", 4), 4);
-    iterate(m, 1);
+    tk_iterate(m, 1);
     cr_assert_eq(W.founds, 2);
     assert_idle(m, 0);
     assert_peer_got(sv[1], "");
@@ -363,8 +357,8 @@ Test(chat_interest, coalesced_producer_reply, .timeout = 10,
     cr_assert_eq(ac_chat_set_coalesce(d, true), 0);
     W.on_found = reply_producer;
     cr_assert_eq(write(sv[1], "go\n", 3), 3);
-    iterate(m, 1); /* the read; "abc" leaves at its end */
-    iterate(m, 2); /* "def"; the producer's end */
+    tk_iterate(m, 1); /* the read; "abc" leaves at its end */
+    tk_iterate(m, 2); /* "def"; the producer's end */
     cr_assert_eq(W.writes, 2);
     assert_peer_got(sv[1], "abcdef");
     assert_idle(m, 2);
@@ -391,7 +385,7 @@ Test(chat_interest, buffered_close_when_done_keeps_the_channel, .timeout = 10,
     tk_set_nonblocking(sv[1]);
     cr_assert_eq(ac_buffered_send(d, "bye\n", 4), 0);
     cr_assert_eq(ac_close_when_done(d), 0);
-    iterate(m, 1);
+    tk_iterate(m, 1);
     cr_assert_eq(W.writes, 1);
     cr_assert_eq(W.closes, 1);
     assert_peer_got(sv[1], "bye\n");

@@ -73,12 +73,6 @@ static const ac_handlers chat_h = {
 };
 
 /* n iterations; each waits at most 10 ms. */
-static void iterate(ac_map *m, int n)
-{
-    for (int i = 0; i < n; i++)
-        cr_assert_eq(ac_poll(m, 0.01), 0);
-}
-
 /* d takes sv[0] without becoming connected (S2); sv[1] is the test's. */
 static void on_pair(ac_dispatcher *d, int sv[2])
 {
@@ -109,19 +103,19 @@ Test(interest_calls, paused_writing_gets_no_write_event, .timeout = 10,
     ac_dispatcher *d = tk_new(m, &plain_h, "d");
     int sv[2];
     on_pair(d, sv);
-    iterate(m, 3);
+    tk_iterate(m, 3);
     cr_assert_eq(C.writes, 3);
     ac_set_writing(d, false);
     cr_assert_not(ac_is_writing(d));
     cr_assert(ac_is_reading(d), "reading is not touched");
-    iterate(m, 5);
+    tk_iterate(m, 5);
     cr_assert_eq(C.writes, 3, "paused: %d write events", C.writes - 3);
     ac_set_writing(d, false); /* twice is the same */
-    iterate(m, 2);
+    tk_iterate(m, 2);
     cr_assert_eq(C.writes, 3);
     ac_set_writing(d, true);
     cr_assert(ac_is_writing(d));
-    iterate(m, 4);
+    tk_iterate(m, 4);
     cr_assert_eq(C.writes, 7);
     cr_assert_eq(C.reads, 0);
     close(sv[1]);
@@ -140,11 +134,11 @@ Test(interest_calls, paused_reading_gets_no_read_event, .timeout = 10,
     ac_set_reading(d, false);
     cr_assert_not(ac_is_reading(d));
     cr_assert(write(sv[1], "abc", 3) == 3);
-    iterate(m, 4);
+    tk_iterate(m, 4);
     cr_assert_eq(C.reads, 0, "paused: %d read events", C.reads);
     ac_set_reading(d, true);
     cr_assert(ac_is_reading(d));
-    iterate(m, 4);
+    tk_iterate(m, 4);
     cr_assert_eq(C.reads, 1);
     cr_assert_eq(C.writes, 0);
     close(sv[1]);
@@ -160,16 +154,16 @@ Test(interest_calls, buffered_resume_gives_s18_back, .timeout = 10,
     int sv[2];
     on_pair(d, sv);
     ac_set_reading(d, false);
-    iterate(m, 2);
+    tk_iterate(m, 2);
     cr_assert_eq(C.writes, 2, "S18: not connected is writable");
     ac_set_writing(d, false);
-    iterate(m, 3);
+    tk_iterate(m, 3);
     cr_assert_eq(C.writes, 2);
     ac_set_writing(d, true);
-    iterate(m, 2);
+    tk_iterate(m, 2);
     cr_assert_eq(C.writes, 4);
     ac_set_connected(d, true); /* S18: connected and empty: not writable */
-    iterate(m, 3);
+    tk_iterate(m, 3);
     cr_assert_eq(C.writes, 4);
     cr_assert(ac_is_writing(d), "the pause is the caller's, the rule is the layer's");
     close(sv[1]);
@@ -184,7 +178,7 @@ Test(interest_calls, predicate_decides_alone, .timeout = 10,
     int sv[2];
     on_pair(d, sv);
     ac_set_writing(d, false);
-    iterate(m, 3);
+    tk_iterate(m, 3);
     cr_assert_eq(C.writes, 3);
     close(sv[1]);
     tk_finish(m);
@@ -205,11 +199,11 @@ Test(interest_calls, chat_high_water_pauses_reading, .timeout = 10,
     cr_assert(ac_is_writing(d));
     cr_assert(write(sv[1], "x", 1) == 1);
     ac_set_writing(d, false);
-    iterate(m, 3);
+    tk_iterate(m, 3);
     cr_assert_eq(C.reads, 0, "above the high mark: %d read events", C.reads);
     ac_chat_discard_buffers(d);
     cr_assert(ac_is_reading(d));
-    iterate(m, 3);
+    tk_iterate(m, 3);
     cr_assert_eq(C.reads, 1);
     cr_assert_eq(C.writes, 0);
     close(sv[1]);

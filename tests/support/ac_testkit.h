@@ -449,6 +449,13 @@ static TK_UNUSED size_t tk_drain(int fd, char *into, size_t cap)
 
 /* ------------------------------------------------------------- anchor */
 
+/* n iterations of the loop (ac_poll), each waiting at most 10 ms. */
+static TK_UNUSED void tk_iterate(ac_map *m, int n)
+{
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(ac_poll(m, 0.01), 0);
+}
+
 /* A readable() or writable() that never wants the event. */
 static TK_UNUSED bool tk_never(ac_dispatcher *d)
 {
