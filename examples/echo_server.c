@@ -22,6 +22,11 @@
  * without reading cannot grow our memory (reading pauses while more than
  * HIGH_WATER bytes wait to go back).
  *
+ * "Incoming connection" goes to stdout, as the seed's print does, and is
+ * buffered as Python buffers it: by line on a terminal, by block into a
+ * file or a pipe (flushed at exit).  Unbuffered, it would be one write(2)
+ * per connection, the costliest part of accepting one.
+ *
  * usage: echo_server [-l ADDR] [-p PORT]     (default 127.0.0.1:7007)
  */
 #include "example.h"
@@ -89,7 +94,7 @@ static int server_accepted(ac_dispatcher *server, int fd, const struct sockaddr 
 {
     (void)addrlen;
     char name[80];
-    fprintf(stderr, "echo_server: incoming connection from %s\n", ex_addr(addr, name, sizeof name));
+    printf("echo_server: incoming connection from %s\n", ex_addr(addr, name, sizeof name));
     ac_dispatcher *handler = ac_buffered_new(ac_map_of(server), &echo_handler, NULL);
     if (!handler || ac_attach(handler, fd) < 0) {
         close(fd); /* still ours: ac_attach failed or never ran */
@@ -124,7 +129,7 @@ static int server_open(ac_dispatcher *server, const struct sockaddr_storage *ss,
         return rc;
     ac_set_reuse_addr(server);
     rc = ac_bind(server, (const struct sockaddr *)ss, len);
-    return rc < 0 ? rc : ac_listen(server, 128);
+    return rc < 0 ? rc : ac_listen(server, EX_BACKLOG);
 }
 
 /* -------------------------------------------------------------- main */

@@ -167,6 +167,11 @@ static inline ac_map *ex_map_new(const char *name, int *got)
     return m;
 }
 
+/* The listen backlog of the examples.  The seeds say listen(5); a burst of
+ * clients overflows that (and 128), and each one dropped waits a second
+ * for its SYN to be sent again.  The kernel caps it at net.core.somaxconn. */
+#define EX_BACKLOG SOMAXCONN
+
 /* create_socket, set_reuse_addr, bind and listen: the opening of every
  * asyncore server.  ip must be numeric.  Says why on stderr when it fails;
  * 0 or -errno. */
@@ -184,7 +189,7 @@ static inline int ex_listen(ac_dispatcher *d, const char *name, const char *ip, 
         rc = ac_bind(d, (struct sockaddr *)&ss, len);
     }
     if (rc == 0)
-        rc = ac_listen(d, 128);
+        rc = ac_listen(d, EX_BACKLOG);
     if (rc < 0)
         fprintf(stderr, "%s: cannot listen on %s port %d: %s\n", name, ip, port, strerror(-rc));
     return rc;
