@@ -2,16 +2,29 @@
 # Sourced by bench/run.sh, run_chat.sh and run_portfwd.sh: what the three
 # benchmarks do alike.  The caller sets ROOT, BUILD and NAME (its own name,
 # for messages) first.  Knobs every one of them takes (their documentation
-# is in each script's header):
-ROUNDS=${ROUNDS:-3}
-SECS=${SECS:-3}
-WARMUP=${WARMUP:-0.5}
-CAP=${CAP:-60}
+# is in each script's header).
+
+# QUICK=1 (`make bench-quick`): the check a developer runs before and after
+# a performance change: one round of short windows, no reruns, fewer idle
+# connections; the same rows and tables, in about 3 minutes for all three
+# benchmarks.  Not the figures of docs/: too few samples for that.
+QUICK=${QUICK:-}
+
+# default VAR FULL QUICK: unless VAR is set, FULL (QUICK under QUICK=1).
+default() {
+    [ -z "${!1:-}" ] || return 0
+    if [ -n "$QUICK" ]; then printf -v "$1" %s "$3"; else printf -v "$1" %s "$2"; fi
+}
+
+default ROUNDS 3 1
+default SECS 3 1
+default WARMUP 0.5 0.2
+default CAP 60 30
+default STEAL_RETRIES 3 0 # measure() (run_portfwd.sh has RETRIES)
 OUT=${OUT:-$BUILD/bench-results}
 STEAL_MAX=${STEAL_MAX:-3}
 BUSY_MAX=${BUSY_MAX:-10}
 BUSY_PAUSE=${BUSY_PAUSE:-3}
-STEAL_RETRIES=${STEAL_RETRIES:-3} # measure() (run_portfwd.sh has RETRIES)
 
 die() { echo "$NAME: $*" >&2; exit 1; }
 
@@ -25,15 +38,20 @@ bench_files() {  # prefix
     RAW=$OUT/${1}raw-$stamp.txt
     TABLE=$OUT/${1}table-$stamp.md
     SLOG=$OUT/${1}servers-$stamp.log
-    : >"$RAW"
+    : >"$SLOG"
+    # The run's own line (no server=, fwd= or row=: the reports read it
+    # for the placement and the mode, and count no measurement from it).
+    echo "bench=$NAME placement=$PLACEMENT rounds=$ROUNDS secs=$SECS warmup=$WARMUP" \
+        "quick=${QUICK:-0}" >"$RAW"
 }
 
 # Pinning: the server alone on CPU 0, the load generator alone on CPU 1, so
 # that neither steals the other's cycles and every server meets the same
-# placement.  NOPIN=1, a machine with one CPU or without taskset: none.
-SRV_PIN=() LG_PIN=()
+# placement.  NOPIN=1, a machine with one CPU or without taskset: none
+# (PLACEMENT says which, in the raw file and the reports).
+SRV_PIN=() LG_PIN=() PLACEMENT=unpinned
 if [ -z "${NOPIN:-}" ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    SRV_PIN=(taskset -c 0) LG_PIN=(taskset -c 1)
+    SRV_PIN=(taskset -c 0) LG_PIN=(taskset -c 1) PLACEMENT=pinned
 fi
 
 # ------------------------------------------------------------- servers
@@ -50,17 +68,28 @@ stop_pid() {  # pid
     wait "$1" 2>/dev/null
 }
 
+# The port a server announced: "PORT <n>" on its stdout (the bench
+# programs), or "listening on ADDR:<n>;" on its stderr (examples/
+# echo_server), which goes to $SLOG: the part written after byte offset.
+announced_port() {  # stdout-file slog-offset
+    { cat "$1"; tail -c "+$(($2 + 1))" "$SLOG"; } 2>/dev/null |
+        sed -n 's/^PORT \([0-9]\{1,\}\)$/\1/p; s/.* listening on [^ ]*:\([0-9]\{1,\}\);.*/\1/p' |
+        head -1
+}
+
 # One server at a time, started pinned with SRV_PIN, its stderr appended to
-# $SLOG; it prints "PORT <n>" on stdout first.
+# $SLOG (a file: examples/echo_server writes a line per connection); it
+# announces its port first (announced_port).
 SRV_PID=
 start_server() {  # cmd... ; sets SRV_PID and PORT
-    local tmp
+    local tmp off
     tmp=$(mktemp)
+    off=$(stat -c %s "$SLOG")
     "${SRV_PIN[@]}" "$@" >"$tmp" 2>>"$SLOG" &
     SRV_PID=$!
     PORT=
     for _ in $(seq 100); do
-        PORT=$(awk '$1 == "PORT" { print $2; exit }' "$tmp")
+        PORT=$(announced_port "$tmp" "$off")
         [ -n "$PORT" ] && break
         kill -0 "$SRV_PID" 2>/dev/null || break
         sleep 0.05
@@ -166,6 +195,12 @@ machine_build() {  # load generator's name
     else
         echo "- pinning: none"
     fi
+}
+
+# Every script: the mode line of the report.
+machine_mode() {
+    echo "- rounds $ROUNDS, window ${SECS} s after ${WARMUP} s warm-up, medians quoted" \
+        "${QUICK:+(QUICK=1: a quick check, not figures for docs/)}"
 }
 
 # run.sh and run_chat.sh: what measure() did with disturbed windows.

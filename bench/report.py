@@ -10,11 +10,13 @@ output; status=ok lines count, anything else (timeout, fail) does not.
 """
 import sys
 
-from report_lib import latency_cell, load, med, num, others_line, ratio_cell, table_head
+from report_lib import (latency_cell, load, med, num, others_line, placement_line, ratio_cell,
+                        table_head)
 
 NAMES = {
     "epoll": "epoll loop (limit)",
     "ac": "libasyncore",
+    "example": "examples/echo_server",
     "libev": "libev",
     "libevent": "libevent",
     "libuv": "libuv",
@@ -26,12 +28,14 @@ def main():
     raw = sys.argv[1]
     servers = sys.argv[2:] or list(NAMES)
     runs, _rows = load(raw)
+    placement_line(raw, "server on CPU 0, load generator on CPU 1")
     others_line(runs)
     attempted = {s for (s, _r) in runs}
     servers = [s for s in servers if s in attempted or s == "ac"]
 
     def missing(s, row):
-        # epoll and libasyncore set TCP_NODELAY themselves: no big100nd run.
+        # epoll and libasyncore set TCP_NODELAY themselves, the example is
+        # measured as shipped: no big100nd run.
         return "pending" if s == "ac" and row != "big100nd" else "—"
 
     def cell_ratio(row, key, digits=0, base_row=None):
@@ -77,12 +81,17 @@ def main():
                 out.append(f"{busy / alone:.2f}x")
         return out
 
-    def cell_cpu(row):
+    def cell_cpu(row, base_row=None):
+        """Server CPU µs per operation, and its ratio to the epoll loop's."""
         out = []
+        base, _ = med(runs, "epoll", base_row or row, "srv_ns_per_op")
         for s in servers:
-            v, _ = med(runs, s, row, "srv_ns_per_op")
-            out.append(missing(s, row) if (s, row) not in runs
-                       else num(v / 1000.0 if v is not None else None, 1))
+            if (s, row) not in runs:
+                out.append(missing(s, row))
+                continue
+            v, n = med(runs, s, row, "srv_ns_per_op")
+            us = None if v is None else v / 1000.0
+            out.append(ratio_cell(us, n, base / 1000.0 if base else None, 1))
         return out
 
     idle = "10,000"
@@ -98,38 +107,36 @@ def main():
         if any((s, row) in runs for s in servers):
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
+    cpu_rt = "server CPU µs per round trip"
     for n in (1, 100, 1000):
         row = f"rr{n}"
         c = "connection" if n == 1 else "connections"
         add(f"{n:,} {c}, 64 B: round trips/s", cell_ratio(row, "rate"), row)
+        add(f"{n:,} {c}, 64 B: {cpu_rt}", cell_cpu(row), row)
         add(f"{n:,} {c}, 64 B: p50 / p99 latency (µs)", cell_lat(row), row)
     add("100 connections, 16 KiB: MB/s", cell_ratio("big100", "mbps"), "big100")
+    add(f"100 connections, 16 KiB: {cpu_rt}", cell_cpu("big100"), "big100")
     add("100 connections, 16 KiB: p50 / p99 latency (µs)", cell_lat("big100"), "big100")
     add("100 connections, 16 KiB, peers given TCP_NODELAY: MB/s",
         cell_ratio("big100nd", "mbps", base_row="big100"), "big100nd")
+    add(f"100 connections, 16 KiB, peers given TCP_NODELAY: {cpu_rt}",
+        cell_cpu("big100nd", base_row="big100"), "big100nd")
     add(f"1 busy + {idle} idle: round trips/s of the busy one", cell_ratio("idle", "rate"), "idle")
+    add(f"1 busy + {idle} idle: {cpu_rt} of the busy one", cell_cpu("idle"), "idle")
     add(f"1 busy + {idle} idle: busy one vs its own 1-connection figure", cell_own_ratio(), "idle")
     add("new connections/s (connect, one 64 B echo, close; 32 in flight)",
         cell_ratio("connrate", "rate"), "connrate")
+    add("new connections: server CPU µs per connection", cell_cpu("connrate"), "connrate")
     add(f"user-space bytes per idle connection (VmRSS growth / {idle})",
         cell_plain("idle", "bytes_per_idle", unit=" B"), "idle")
     print("\n".join(lines))
     print()
-    print("¹ one sample (the row ran in one round only).  n/a: did not run or "
-          "did not finish within its time cap.  pending: not built yet.")
-
-    print()
-    print("Server CPU time per round trip (µs, user + system, from "
-          "/proc/PID/schedstat; lower is better):")
-    print()
-    print("\n".join(head))
-    for row, label in (("rr1", "1 connection, 64 B"), ("rr100", "100 connections, 64 B"),
-                       ("rr1000", "1,000 connections, 64 B"),
-                       ("big100", "100 connections, 16 KiB"),
-                       ("idle", f"1 busy + {idle} idle"),
-                       ("connrate", "per new connection")):
-        if any((s, row) in runs for s in servers):
-            print(f"| {label} | " + " | ".join(cell_cpu(row)) + " |")
+    print("(x): ratio to the epoll loop.  Server CPU µs: user + system time of the "
+          "server over the window (/proc/PID/schedstat) divided by the round trips "
+          "or connections; lower is better, and it holds when the load generator, not "
+          "the server, sets the pace.  ¹ one sample (the row ran in one round only).  "
+          "n/a: did not run or did not finish within its time cap.  pending: not "
+          "built yet.")
 
 
 if __name__ == "__main__":

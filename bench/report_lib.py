@@ -1,5 +1,5 @@
-"""What bench/report.py and bench/report_chat.py share: reading the raw
-lines of bench/run.sh and bench/run_chat.sh, choosing which attempt of a
+"""What bench/report.py, report_chat.py and report_portfwd.py share:
+reading the raw lines of bench/run*.sh, choosing which attempt of a
 measurement counts, medians, and the cells and lines of their tables.
 
 A raw line is `server=S row=R round=N` followed by the load generator's
@@ -118,3 +118,32 @@ def others_line(runs):
               f"and the hypervisor together: median {statistics.median(dis):.1f}%, "
               f"max {dis[-1]:.1f}%.")
         print()
+
+
+def run_info(path):
+    """The run's own line that bench/lib.sh writes first (bench=NAME
+    placement=pinned|unpinned rounds= secs= warmup= quick=), or {} for a raw
+    file written before there was one."""
+    with open(path) as f:
+        for line in f:
+            kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
+            if "bench" in kv:
+                return kv
+    return {}
+
+
+def placement_line(path, pinned):
+    """Which placement the table is (pinned: what the caller's benchmark
+    pins where), and whether it was a quick run; nothing for old files."""
+    info = run_info(path)
+    if not info:
+        return
+    if info.get("placement") == "pinned":
+        text = f"Placement: pinned ({pinned})."
+    else:
+        text = "Placement: unpinned (NOPIN=1: the scheduler places every process)."
+    if info.get("quick", "0") not in ("", "0"):
+        text += (f"  Quick run (QUICK=1): {info.get('rounds')} round, {info.get('secs')} s "
+                 "windows, no reruns: a before/after check, not figures for docs/.")
+    print(text)
+    print()

@@ -4,11 +4,14 @@
 Reads the raw key=value lines, keeps status=ok ones, and prints one
 markdown table: a row per measurement, a column per forwarder, each cell
 the median over the rounds (a superscript 1 marks a single sample), with
-the ratio to direct where direct is the limit.
+the ratio to direct where direct is the limit.  Each rate row is followed
+by the forwarder's CPU per operation; the table says its placement.
 """
 import statistics
 import sys
 from collections import defaultdict
+
+from report_lib import placement_line
 
 FWD_NAMES = {
     "direct": "direct (limit)",
@@ -41,11 +44,29 @@ def num(kv, k):
         return None
 
 
+# Forwarders that fork a process per connection.  Their CPU per round
+# trip or connection counts only when loadgen summed the forwarder's
+# session (srv_scope=session, bench/load/procstat.h); redir's connection
+# processes, which init reaps, take their time with them when they exit,
+# so its CPU per connection cannot be had that way.
+FORKING = ("socat", "redir")
+NO_CPU = {("redir", "connrate")}
+
+
 def metrics(kv):
     """(metric, value) pairs of one ok record."""
     row = kv.get("row")
+    fwd = kv.get("fwd")
     out = []
-    if row in ("bulk1", "bulk4", "bulk1R"):
+    if row in ("rr1", "rr50", "connrate") and fwd != "direct" and (fwd, row) not in NO_CPU:
+        ns = num(kv, "srv_ns_per_op")
+        if ns is not None and (fwd not in FORKING or kv.get("srv_scope") == "session"):
+            out.append(("cpu_" + row, ns / 1000.0))
+    if row == "syscalls":
+        v = num(kv, "per_conn")
+        if v is not None:
+            out.append((row, v))
+    elif row in ("bulk1", "bulk4", "bulk1R"):
         g = num(kv, "gbps")
         if g is not None:
             out.append((row, g))
@@ -75,15 +96,23 @@ def metrics(kv):
     return out
 
 
+# (metric, label, format, ratio to direct); a row none of whose cells has a
+# value (a row that did not run, or a raw file older than the row) is left
+# out.
 ROWS = [
     ("bulk1", "bulk, 1 stream, Gbit/s", "%.2f", True),
+    ("cpu_bulk1", "forwarder CPU s per GB (bulk 1 stream)", "%.2f", False),
     ("bulk4", "bulk, 4 streams (-P 4), Gbit/s", "%.2f", True),
     ("bulk1R", "bulk, 1 stream reversed (-R), Gbit/s", "%.2f", True),
-    ("rr1", "64 B round trips/s, 1 connection", "%.0f", True),
-    ("rr50", "64 B round trips/s, 50 connections", "%.0f", True),
-    ("connrate", "connections/s (connect, 64 B echo, close)", "%.0f", True),
-    ("cpu_bulk1", "forwarder CPU s per GB (bulk 1 stream)", "%.2f", False),
     ("cpu_bulk1R", "forwarder CPU s per GB (bulk reversed)", "%.2f", False),
+    ("rr1", "64 B round trips/s, 1 connection", "%.0f", True),
+    ("cpu_rr1", "forwarder CPU µs per round trip, 1 connection", "%.1f", False),
+    ("rr50", "64 B round trips/s, 50 connections", "%.0f", True),
+    ("cpu_rr50", "forwarder CPU µs per round trip, 50 connections", "%.1f", False),
+    ("connrate", "connections/s (connect, 64 B echo, close)", "%.0f", True),
+    ("cpu_connrate", "forwarder CPU µs per connection", "%.1f", False),
+    ("syscalls", "system calls per relayed connection (strace -c -f, 1,000 connections)",
+     "%.1f", False),
     ("idle", "user-space KiB per idle relayed connection", "%.1f", False),
 ]
 
@@ -91,6 +120,7 @@ ROWS = [
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
+    placement_line(sys.argv[1], "client on CPU 1; server and forwarder on CPU 0")
     recs = [r for r in parse(sys.argv[1]) if r.get("status") == "ok"]
     fwds = sys.argv[2:] or list(FWD_NAMES)
     vals = defaultdict(list)
@@ -106,13 +136,21 @@ def main():
     print("| | " + " | ".join(FWD_NAMES.get(f, f) for f in fwds) + " |")
     print("|---|" + "---:|" * len(fwds))
     for key, label, fmt, ratio in ROWS:
+        if key.startswith(("cpu_rr", "cpu_conn", "syscalls")) and not any(
+                vals.get((key, f)) for f in fwds):
+            continue
         cells = []
         base = vals.get((key, "direct"))
         bmed = statistics.median(base) if base else None
         for f in fwds:
             v = vals.get((key, f))
             if not v:
-                cells.append("n/a" if not (f == "direct" and not ratio) else "—")
+                if f == "direct" and not ratio:
+                    cells.append("—")
+                elif key.startswith("cpu_") and (f, key[4:]) in NO_CPU:
+                    cells.append("n/a ³")
+                else:
+                    cells.append("n/a")
                 continue
             med = statistics.median(v)
             c = fmt % med
@@ -128,6 +166,17 @@ def main():
             idle_notes.append("%s: %s" % (FWD_NAMES.get(f, f), ", ".join(sorted(notes[f]))))
     print()
     print("Medians of %d counted runs; (x) = ratio to direct; ¹ = one sample." % len(recs))
+    if any(k[0].startswith(("cpu_rr", "cpu_conn")) for k in vals):
+        print("Forwarder CPU µs: user + system time over the window of the forwarder's "
+              "session (/proc/PID/task/*/schedstat of each of its processes, plus the "
+              "time of the children they reaped) per round trip or connection; lower is "
+              "better.  ³ redir double-forks, so init reaps its connection processes and "
+              "their time is lost.")
+    if any(k[0] == "syscalls" for k in vals):
+        print("System calls: strace -c -f attached to the forwarder (its processes "
+              "included) over 1,000 connections of the connection row, in a run of its "
+              "own; total calls (epoll_wait included) / 1,000.  The per-call counts "
+              "are in the raw file (# lines).")
     if idle_notes:
         print("Idle row, connections held per forwarder: " + "; ".join(idle_notes) + ".")
 

@@ -15,6 +15,8 @@
 #
 # Environment (defaults in brackets):
 #   BUILD    build tree holding bench/ programs             [build]
+#   QUICK=1  one round, 1 s windows after 0.2 s, no reruns (lib.sh;
+#            `make bench-quick`)
 #   ROUNDS   rounds                                         [3]
 #   SECS     measuring window per run, seconds              [3]
 #   WARMUP   warm-up per run, seconds                       [0.5]
@@ -54,7 +56,10 @@ server_cmd() {  # server -> sets CMD or returns 1
     ac) CMD=("$B/chat_ac") ;;
     acb) CMD=("$B/chat_ac" -b) ;;
     libevent) CMD=("$B/chat_libevent") ;;
-    asynchat) CMD=(python3 "$ROOT/bench/peers/chat_asynchat.py") ;;
+    asynchat)
+        python3 -c 'import asynchat' 2>/dev/null || return 1
+        CMD=(python3 "$ROOT/bench/peers/chat_asynchat.py")
+        ;;
     *) return 1 ;;
     esac
     [ "$1" = asynchat ] || [ -x "${CMD[0]}" ]
@@ -80,8 +85,8 @@ machine() {
     echo "- libevent $(pkg-config --modversion libevent 2>/dev/null || echo -)," \
         "$(python3 --version 2>&1)"
     machine_build lineload
-    echo "- lines of $LINE bytes (\"\\n\" included); rounds $ROUNDS, window ${SECS} s" \
-        "after ${WARMUP} s warm-up, medians quoted"
+    echo "- lines of $LINE bytes (\"\\n\" included)"
+    machine_mode
     machine_reruns
 }
 

@@ -18,7 +18,12 @@
 #   rr1       loadgen -m rr -c 1 -s 64 through the forwarder to echo_epoll
 #   rr50      loadgen -m rr -c 50 -s 64
 #   connrate  loadgen -m connrate -j 32 (connect, one 64 B echo, close)
+#             (these three + the forwarder's CPU per round trip or connection:
+#             loadgen -P FWD_PID -S, the schedstat of its whole session)
 #   idle      loadgen -m idle -k $IDLE: forwarder memory per idle relayed conn
+#   syscalls  system calls per relayed connection: strace -c -f attached to
+#             the forwarder over exactly $SYSCALL_CONNS connections of the
+#             connrate kind (loadgen -n); a run of its own, never timed
 # interleaved: round -> row -> forwarders (order rotated each round), a
 # fresh forwarder and a fresh back end (iperf3 -s or echo_epoll) for every
 # measurement; medians over the rounds; ratios to direct.
@@ -28,10 +33,14 @@
 # iperf3 -s) on CPU 0, and the forwarder next to it on CPU 0.  Direct and
 # forwarded runs then cross between the CPUs the same number of times per
 # round trip, and the forwarder's cost shows as CPU taken from the server
-# side, as when a forwarder runs on the service's host.
+# side, as when a forwarder runs on the service's host.  NOPIN=1: no
+# pinning at all (the scheduler's placement); the raw file and the report
+# say which placement a table is.
 #
 # Environment (defaults in brackets):
 #   BUILD     build tree                                      [build]
+#   QUICK=1   one round, 1 s windows after 0.2 s, no reruns, IDLE 500,
+#             IDLE_FORK 50 (lib.sh; `make bench-quick`)
 #   ROUNDS    rounds                                          [3]
 #   SECS      measuring window per run, seconds               [3]
 #   WARMUP    warm-up per run, seconds (iperf3 -O, loadgen -w) [0.5]
@@ -40,9 +49,10 @@
 #   IDLE_FORK idle connections for the forking socat and redir (a process
 #             per connection; redir's listen backlog of 10 makes opening
 #             thousands take minutes; 400 times out at CAP)   [100]
+#   SYSCALL_CONNS  connections of the syscalls row            [1000]
 #   FWDS      subset of: direct portfwd portfwd-ns socat rinetd redir haproxy asyncore
 #             (portfwd-ns = portfwd --no-splice)
-#   ROWS      subset of: bulk1 bulk4 bulk1R rr1 rr50 connrate idle
+#   ROWS      subset of: bulk1 bulk4 bulk1R rr1 rr50 connrate idle syscalls
 #   CAP       seconds a run may take before it is "n/a"       [60]
 #   OUT       raw results and the table                       [$BUILD/bench-results]
 #   BUSY_MAX  rerun a run in which other processes (machine user time
@@ -60,13 +70,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 B=$BUILD/bench
 PORTFWD=${PORTFWD:-$BUILD/tools/portfwd/portfwd}
-IDLE=${IDLE:-2000}
-IDLE_SMALL=${IDLE_SMALL:-400}
-IDLE_FORK=${IDLE_FORK:-100}
-FWDS=${FWDS:-"direct portfwd portfwd-ns socat rinetd redir haproxy asyncore"}
-ROWS=${ROWS:-"bulk1 bulk4 bulk1R rr1 rr50 connrate idle"}
-RETRIES=${RETRIES:-2}
 . "$ROOT/bench/lib.sh"
+default IDLE 2000 500
+default IDLE_SMALL 400 200
+default IDLE_FORK 100 50
+default RETRIES 2 0
+SYSCALL_CONNS=${SYSCALL_CONNS:-1000}
+FWDS=${FWDS:-"direct portfwd portfwd-ns socat rinetd redir haproxy asyncore"}
+ROWS=${ROWS:-"bulk1 bulk4 bulk1R rr1 rr50 connrate idle syscalls"}
 
 for f in "$B/loadgen" "$B/echo_epoll" "$PORTFWD"; do
     [ -x "$f" ] || die "$f missing: build first (cmake --build build)"
@@ -378,7 +389,11 @@ client_load() {  # row -> sets RES
     connrate) args=(-m connrate -j 32) ;;
     idle) n=${2:-$IDLE}; args=(-m idle -k "$n") ;;
     esac
+    # The CPU per operation loadgen reports (srv_ns_per_op): the
+    # forwarder's whole session (-S: its threads and its connection
+    # processes), or for direct the back end's.
     local pid=${FWD_PID:-$BE_PID} s0 s1 cu out=$WORK/lg.out err=$WORK/lg.err extra=
+    [ -n "$FWD_PID" ] && args+=(-S)
     : >"$out"
     : >"$err"
     s0=$(snap)
@@ -415,12 +430,47 @@ client_load() {  # row -> sets RES
     RES="$RES $extra $(noise "$s0" "$s1" "${cu:-0}")"
 }
 
+# The syscalls row: the forwarder's system calls (strace -c -f: its
+# threads and every process it forks after the attach) over exactly
+# SYSCALL_CONNS connections of the connrate kind (connect, one 64 B echo,
+# close; 32 in flight).  strace slows the forwarder down, so this is a run
+# of its own and never a timed window.  RES gets calls= and per_conn=; the
+# per-call table goes to $RAW as "#" lines for the docs to quote.
+client_syscalls() {  # -> sets RES
+    local sum=$WORK/strace.txt err=$WORK/strace.err sp lg calls
+    : >"$err"
+    strace -c -f -p "$FWD_PID" -o "$sum" 2>"$err" &
+    sp=$!
+    for _ in $(seq 200); do
+        grep -q 'attached' "$err" && break
+        kill -0 "$sp" 2>/dev/null || break
+        sleep 0.025
+    done
+    lg=$(timeout -s INT "$CAP" "${CLI_PIN[@]}" "$B/loadgen" -p "$FWD_PORT" -m connrate -j 32 \
+        -n "$SYSCALL_CONNS" 2>>"$SLOG")
+    sleep 0.3 # the forwarder closes the last connections
+    kill -INT "$sp" 2>/dev/null
+    wait "$sp" 2>/dev/null
+    calls=$(awk '$NF == "total" { print $4 }' "$sum" 2>/dev/null)
+    if [ -z "$calls" ] || ! grep -q 'status=ok' <<<"$lg"; then
+        RES="status=fail what=strace $(tr '\n' ' ' <"$err" | tr -s ' =' '__' | cut -c1-200)"
+        return
+    fi
+    RES="status=ok conns=$SYSCALL_CONNS calls=$calls per_conn=$(awk -v c="$calls" \
+        -v n="$SYSCALL_CONNS" 'BEGIN { printf "%.1f", c / n }') errors=$(sed -n \
+        's/.* errors=\([0-9]*\).*/\1/p' <<<"$lg")"
+    {
+        echo "# strace -c -f of $1 over $SYSCALL_CONNS connections (round $2):"
+        sed 's/^/#   /' "$sum"
+    } >>"$RAW"
+}
+
 FORKING=
 
 run_one() {  # round row forwarder
     local round=$1 row=$2 f=$3 tag attempt kind=echo n=
     tag="fwd=$f row=$row round=$round"
-    [ "$f" = direct ] && [ "$row" = idle ] && return 0
+    case $row in idle | syscalls) [ "$f" = direct ] && return 0 ;; esac
     case $row in bulk*) kind=iperf ;; esac
     case $f in socat | redir) FORKING=1 ;; *) FORKING= ;; esac
     [ -n "$FORKING" ] && [ "$row" = idle ] && n=$IDLE_FORK
@@ -437,6 +487,8 @@ run_one() {  # round row forwarder
         fi
         if [ "$kind" = iperf ]; then
             client_bulk "$row"
+        elif [ "$row" = syscalls ]; then
+            client_syscalls "$f" "$round"
         else
             client_load "$row" $n
         fi
@@ -467,7 +519,7 @@ machine() {
     else
         echo "- pinning: none"
     fi
-    echo "- rounds $ROUNDS, window ${SECS} s after ${WARMUP} s warm-up, medians quoted"
+    machine_mode
     echo "- reruns: $(grep -c 'status=steal' "$RAW") steal, $(grep -c 'status=busy' "$RAW") busy" \
         "(threshold ${BUSY_MAX}% of the CPUs to other processes); median others share in" \
         "the counted runs: $(grep 'status=ok' "$RAW" | sed -n 's/.* others_pct=\([-0-9.]*\).*/\1/p' | sort -n |
@@ -481,6 +533,10 @@ for f in "${fwds[@]}"; do
     if have "$f"; then avail+=("$f"); else echo "run_portfwd.sh: $f not installed, skipped" >&2; fi
 done
 fwds=("${avail[@]}")
+if [[ " ${rows[*]} " == *" syscalls "* ]] && ! command -v strace >/dev/null; then
+    echo "run_portfwd.sh: strace not installed, the syscalls row skipped" >&2
+    read -r -a rows <<<"${ROWS/syscalls/}"
+fi
 echo "run_portfwd.sh: ${#fwds[@]} forwarders x ${#rows[@]} rows x $ROUNDS rounds; raw lines in $RAW" >&2
 run_rounds "${fwds[@]}"
 rm -rf "$WORK"

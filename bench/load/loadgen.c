@@ -12,13 +12,18 @@
  *             plus 1 busy connection measured as in rr.  With -P it also
  *             reports the server's VmRSS growth per idle connection.
  *   connrate  connect, one 64-byte echo, close; J attempts in flight at any
- *             time.  Reports connections/s.
+ *             time.  Reports connections/s.  With -n N: exactly N
+ *             connections in all, no warm-up, no window; it ends when the
+ *             last one has closed (bench/run_portfwd.sh counts the system
+ *             calls of a forwarder over them).
  *
  * Every mode runs a warm-up (-w) and then measures for -d seconds; only
  * round trips completed inside the window count.  With -P <server pid> it
  * also reports the server's CPU time per round trip (from
  * /proc/<pid>/schedstat), which stays meaningful when the load generator
- * and not the server is the bottleneck.
+ * and not the server is the bottleneck.  With -S as well, the server is
+ * every process of the session PID leads (a forwarder that forks a process
+ * per connection): see session_cpu_ns() in procstat.h.
  *
  * MB/s is payload echoed back to the client (one direction), 10^6 bytes.
  */
@@ -69,6 +74,8 @@ struct opts {
     int idle;         /* idle mode: idle connections */
     int inflight;     /* connrate: attempts in flight */
     int pid;          /* server pid for RSS and CPU, 0 = none */
+    bool session;     /* -S: the server's CPU is that of pid's whole session */
+    long total;       /* connrate -n: connections in all, 0 = a timed window */
     double setup_cap; /* seconds allowed to open the connections */
 };
 
@@ -91,6 +98,8 @@ static struct opts o = {
     .idle = 10000,
     .inflight = 32,
     .pid = 0,
+    .session = false,
+    .total = 0,
     .setup_cap = 120.0,
 };
 static struct sockaddr_in srv;
@@ -135,6 +144,12 @@ static long server_rss_kb(void)
             break;
     fclose(f);
     return kb;
+}
+
+/* The server's CPU time in ns: its own, or with -S its session's. */
+static uint64_t srv_cpu_ns(void)
+{
+    return o.session ? session_cpu_ns(o.pid) : server_cpu_ns(o.pid);
 }
 
 static void set_mask(struct conn *c, uint32_t mask)
@@ -349,7 +364,7 @@ static void run_rr(struct conn *cs, int n, struct stats *st, uint64_t *cpu_ns)
         t = now_ns();
         if (!counting && t >= t_start) {
             counting = true;
-            cpu0 = server_cpu_ns(o.pid);
+            cpu0 = srv_cpu_ns();
             steal0 = steal_ticks();
             others0 = others_ticks(o.pid);
             t_start = t;
@@ -378,13 +393,15 @@ static void run_rr(struct conn *cs, int n, struct stats *st, uint64_t *cpu_ns)
             }
         }
     }
-    *cpu_ns = server_cpu_ns(o.pid) - cpu0;
+    *cpu_ns = srv_cpu_ns() - cpu0;
     steal1 = steal_ticks();
     others1 = others_ticks(o.pid);
     o.secs = (double)(now_ns() - t_start) / 1e9;
 }
 
-/* connect, one echo, close, with o.inflight attempts in flight. */
+/* connect, one echo, close, with o.inflight attempts in flight.  With -n
+ * (o.total): o.total connections in all, counted from the start, and the
+ * run ends when the last one is closed. */
 static void run_connrate(struct stats *st, uint64_t *cpu_ns)
 {
     struct conn *cs = calloc((size_t)o.inflight, sizeof *cs);
@@ -393,22 +410,31 @@ static void run_connrate(struct stats *st, uint64_t *cpu_ns)
     uint64_t t_end = t_start + (uint64_t)(o.secs * 1e9);
     bool counting = false;
     uint64_t cpu0 = 0;
-    for (int i = 0; i < o.inflight; i++)
+    long opened = 0, open_now = 0; /* connections started; not yet closed */
+    if (o.total > 0)
+        t_start = t; /* no warm-up */
+    for (int i = 0; i < o.inflight; i++) {
+        cs[i].fd = -1;
+        if (o.total > 0 && opened == o.total)
+            continue;
         if (open_conn(&cs[i]) < 0)
             die("connect");
+        opened++;
+        open_now++;
+    }
     struct epoll_event evs[1024];
-    while (!interrupted) {
+    while (!interrupted && (o.total == 0 || open_now > 0)) {
         int k = epoll_wait(ep, evs, 1024, 100);
         if (k < 0 && errno != EINTR)
             die("epoll_wait");
         t = now_ns();
         if (!counting && t >= t_start) {
             counting = true;
-            cpu0 = server_cpu_ns(o.pid);
+            cpu0 = srv_cpu_ns();
             steal0 = steal_ticks();
             others0 = others_ticks(o.pid);
             t_start = t;
-            t_end = t + (uint64_t)(o.secs * 1e9);
+            t_end = o.total > 0 ? UINT64_MAX : t + (uint64_t)(o.secs * 1e9);
         }
         if (t >= t_end)
             break;
@@ -432,6 +458,11 @@ static void run_connrate(struct stats *st, uint64_t *cpu_ns)
             if (r < 0)
                 st->errors++;
             close_conn(c);
+            if (o.total > 0 && opened == o.total) {
+                open_now--;
+                continue;
+            }
+            opened++;
             while ((r = open_conn(c)) < 0) {
                 st->errors++;
                 if (st->errors > 1000) {
@@ -441,7 +472,7 @@ static void run_connrate(struct stats *st, uint64_t *cpu_ns)
             }
         }
     }
-    *cpu_ns = server_cpu_ns(o.pid) - cpu0;
+    *cpu_ns = srv_cpu_ns() - cpu0;
     steal1 = steal_ticks();
     others1 = others_ticks(o.pid);
     o.secs = (double)(now_ns() - t_start) / 1e9;
@@ -454,7 +485,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: loadgen -p PORT [-m rr|idle|connrate] [-c CONNS] [-s SIZE]\n"
                     "               [-d SECS] [-w WARMUP] [-k IDLE] [-j INFLIGHT] [-P SERVER_PID]\n"
-                    "               [-T SETUP_CAP] [-a 127.0.0.1]\n");
+                    "               [-S] [-n TOTAL] [-T SETUP_CAP] [-a 127.0.0.1]\n");
     exit(64);
 }
 
@@ -467,7 +498,7 @@ static void on_signal(int sig)
 static void parse(int argc, char **argv)
 {
     int ch;
-    while ((ch = getopt(argc, argv, "m:a:p:c:s:d:w:k:j:P:T:h")) != -1) {
+    while ((ch = getopt(argc, argv, "m:a:p:c:s:d:w:k:j:P:ST:n:h")) != -1) {
         switch (ch) {
         case 'm':
             if (!strcmp(optarg, "rr"))
@@ -488,12 +519,14 @@ static void parse(int argc, char **argv)
         case 'k': o.idle = atoi(optarg); break;
         case 'j': o.inflight = atoi(optarg); break;
         case 'P': o.pid = atoi(optarg); break;
+        case 'S': o.session = true; break;
+        case 'n': o.total = atol(optarg); break;
         case 'T': o.setup_cap = atof(optarg); break;
         default: usage();
         }
     }
     if (o.port <= 0 || o.port > 65535 || o.conns < 1 || o.size < 1 || o.secs <= 0 ||
-        o.inflight < 1 || o.idle < 0)
+        o.inflight < 1 || o.idle < 0 || o.total < 0 || (o.total > 0 && o.mode != MODE_CONNRATE))
         usage();
     srv.sin_family = AF_INET;
     srv.sin_port = htons((uint16_t)o.port);
@@ -562,9 +595,13 @@ int main(int argc, char **argv)
            mode, interrupted ? "interrupted" : "ok", nconns, o.size, o.secs,
            (unsigned long long)st.done, rate, pct_us(&st, 0.50), pct_us(&st, 0.99),
            (double)st.bytes / o.secs / 1e6, (unsigned long long)st.errors);
+    if (o.total > 0)
+        printf(" total=%ld", o.total);
     if (o.pid > 0 && st.done > 0)
         printf(" srv_cpu=%.3f srv_ns_per_op=%.0f", (double)cpu_ns / 1e9 / o.secs,
                (double)cpu_ns / (double)st.done);
+    if (o.pid > 0 && st.done > 0 && o.session)
+        printf(" srv_scope=session");
     /* Stolen share of all CPUs' time during the window, in percent. */
     long hz = sysconf(_SC_CLK_TCK);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

@@ -4,10 +4,13 @@
 #ifndef BENCH_PROCSTAT_H
 #define BENCH_PROCSTAT_H
 
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static uint64_t now_ns(void)
 {
@@ -30,6 +33,74 @@ static uint64_t server_cpu_ns(int pid)
     if (fscanf(f, "%llu", &ns) != 1)
         ns = 0;
     fclose(f);
+    return ns;
+}
+
+/* The first number of a schedstat file: the task's CPU time in ns. */
+static uint64_t schedstat_ns(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    unsigned long long ns = 0;
+    if (fscanf(f, "%llu", &ns) != 1)
+        ns = 0;
+    fclose(f);
+    return ns;
+}
+
+/* CPU time in ns of every process of session sid (bench/run_portfwd.sh
+ * starts each forwarder with setsid): the schedstat of each of their
+ * threads, plus their cutime + cstime, the time of the children they have
+ * reaped.  A forking forwarder's connection process that exits during a
+ * window is then still counted if its parent reaps it (socat); redir's,
+ * which double-forks so that init reaps them, is lost.  Read at the start
+ * and the end of a window only (it walks /proc). */
+static inline uint64_t session_cpu_ns(int sid)
+{
+    DIR *proc = opendir("/proc");
+    if (!proc || sid <= 0) {
+        if (proc)
+            closedir(proc);
+        return 0;
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    uint64_t ns = 0;
+    struct dirent *e;
+    while ((e = readdir(proc)) != NULL) {
+        char path[600], buf[1024];
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *p = strrchr(buf, ')');
+        int session = 0;
+        unsigned long long cut = 0, cst = 0;
+        if (!p ||
+            sscanf(p + 1, " %*c %*d %*d %d %*d %*d %*u %*u %*u %*u %*u %*u %*u %llu %llu", &session,
+                   &cut, &cst) != 3 ||
+            session != sid)
+            continue;
+        if (hz > 0)
+            ns += (cut + cst) * 1000000000ull / (unsigned long long)hz;
+        snprintf(path, sizeof path, "/proc/%s/task", e->d_name);
+        DIR *tasks = opendir(path);
+        struct dirent *t;
+        while (tasks && (t = readdir(tasks)) != NULL) {
+            if (t->d_name[0] < '1' || t->d_name[0] > '9')
+                continue;
+            snprintf(path, sizeof path, "/proc/%s/task/%s/schedstat", e->d_name, t->d_name);
+            ns += schedstat_ns(path);
+        }
+        if (tasks)
+            closedir(tasks);
+    }
+    closedir(proc);
     return ns;
 }
 
