@@ -4,7 +4,11 @@
 #   make test           build/ and build-asan/ (ASan+UBSan, Debug), ctest in
 #                       both, then the fuzzers briefly
 #   make install        into $(PREFIX)
-#   make bench          build, then bench/run.sh, run_chat.sh and run_portfwd.sh
+#   make bench          the benchmarks' peers (bench/deps.sh installs them as
+#                       root on Debian, else says what to install), build, then
+#                       bench/run.sh, run_chat.sh and run_portfwd.sh
+#   make bench-quick    the same, QUICK=1: one round of short windows, about
+#                       3 minutes (also: make bench QUICK=1)
 #   make fuzz           build-fuzz/ with clang, each fuzz_* for $(FUZZ_SECONDS) s
 #   make clean
 RUN_CMD ?= build/examples/echo_server
@@ -19,7 +23,7 @@ CMAKE_GEN := -G Ninja
 export ASAN_OPTIONS ?= detect_leaks=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
-.PHONY: all build asan run test install bench fuzz clean
+.PHONY: all build asan run test install bench bench-quick fuzz clean
 
 all: build
 
@@ -61,10 +65,19 @@ test: build asan
 install: build
 	cmake --install build --prefix $(PREFIX)
 
-bench: build
-	@BUILD=$(CURDIR)/build bash bench/run.sh
-	@BUILD=$(CURDIR)/build bash bench/run_chat.sh
-	@BUILD=$(CURDIR)/build bash bench/run_portfwd.sh
+# QUICK=1 (bench-quick): bench/lib.sh's quick mode, for a developer's
+# before/after check; the full run is what docs/BENCHMARKS*.md quote.
+QUICK ?=
+BENCH_ENV = BUILD=$(CURDIR)/build QUICK=$(QUICK)
+bench:
+	@BUILD=$(CURDIR)/build bash bench/deps.sh
+	@$(MAKE) --no-print-directory build
+	@$(BENCH_ENV) bash bench/run.sh
+	@$(BENCH_ENV) bash bench/run_chat.sh
+	@$(BENCH_ENV) bash bench/run_portfwd.sh
+
+bench-quick:
+	@$(MAKE) --no-print-directory bench QUICK=1
 
 # Each fuzzer gets a scratch corpus in build-fuzz/ (libFuzzer writes to its
 # first corpus dir) seeded from fuzz/corpus/<name>/ and uses fuzz/<name>.dict
