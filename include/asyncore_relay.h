@@ -20,15 +20,19 @@
  *   - Resets.  A reset (or another I/O failure) on one side ends the relay
  *     at once: the other side is closed with SO_LINGER 0, so it sees a
  *     reset too, and the failure is reported.
- *   - Zero copy.  On Linux each direction moves through a pipe with
- *     splice(2) (socket -> pipe -> socket, the bytes never enter user
- *     space); where splice is refused (a descriptor that does not support
- *     it, no pipe left) the direction falls back to the buffered path
- *     (recv/sendmsg through a ring).  The stats say which path each
- *     direction used.  Because splice(2) into a socket whose peer is gone
- *     raises SIGPIPE (it has no MSG_NOSIGNAL), splice is only used while
- *     SIGPIPE is ignored or handled; with the default disposition every
- *     relay takes the buffered path.
+ *   - Zero copy for bulk.  Each direction starts on the buffered path
+ *     (recv/sendmsg through a ring: for small messages the cheapest, two
+ *     system calls per message either way) and, on Linux, switches to
+ *     splice(2) through a pipe (socket -> pipe -> socket, the bytes never
+ *     enter user space) after one read of at least AC_RELAY_SPLICE_AFTER
+ *     bytes or one that filled the ring; splice_always splices from the
+ *     first byte, no_splice never.  Where splice is refused (a descriptor
+ *     that does not support it, no pipe left) the direction stays on the
+ *     buffered path.  The stats say which path each direction used.
+ *     Because splice(2) into a socket whose peer is gone raises SIGPIPE (it
+ *     has no MSG_NOSIGNAL), splice is only used while SIGPIPE is ignored,
+ *     handled or blocked; that is checked once per relay, when its first
+ *     direction would switch.
  *   - Counters: bytes each way, start and end time, how it ended, through
  *     a completion callback that runs exactly once.
  *
@@ -46,6 +50,10 @@ extern "C" {
 
 /* Default bytes held per direction. */
 #define AC_RELAY_BUFFER (128 * 1024)
+
+/* A read of at least this many bytes switches its direction to splice(2)
+ * (see "Zero copy" above). */
+#define AC_RELAY_SPLICE_AFTER (16 * 1024)
 
 /* Sides and directions.  Direction AC_RELAY_AB moves what side a sends to
  * side b; AC_RELAY_BA the other way. */
@@ -89,7 +97,9 @@ typedef void (*ac_relay_done_fn)(ac_relay *r, const ac_relay_stats *st, void *ar
 typedef struct ac_relay_config {
     size_t buffer_size;     /* bytes held per direction; 0 = AC_RELAY_BUFFER */
     bool no_splice;         /* always the buffered path */
-    bool nagle;             /* leave Nagle on (default: TCP_NODELAY on both sides) */
+    bool splice_always;     /* splice from the first byte (default: after a bulk read) */
+    bool nagle;             /* leave TCP_NODELAY as the caller set it (default: the relay
+                               sets TCP_NODELAY on both sides) */
     bool b_connecting;      /* fd_b's non-blocking connect is still in progress */
     double connect_timeout; /* seconds for b_connecting; 0 = no limit */
     double idle_timeout;    /* seconds without a byte either way; 0 = no limit */
@@ -103,10 +113,17 @@ typedef struct ac_relay_config {
  * few bytes and reset at once): those bytes reach side a, then the reset,
  * and the end is AC_RELAY_RESET (or AC_RELAY_ERROR), as it would be for
  * any established connection.  Both descriptors
- * are made non-blocking and belong to the relay from now on.  done (may be
- * NULL) runs once when it ends.  Stores the relay in *out (out may be
+ * belong to the relay from now on.  Their blocking mode does not matter:
+ * the relay's reads and writes all say MSG_DONTWAIT, and a relay whose
+ * direction switches to splice makes both non-blocking then (splice has
+ * no such flag); a relay that never splices changes neither.  done (may
+ * be NULL) runs once when it ends.  Stores the relay in *out (out may be
  * NULL).  Returns 0, -EINVAL (bad descriptor or option), -ENOMEM; on
- * failure the descriptors are still the caller's and done never runs. */
+ * failure the descriptors are still the caller's and done never runs.
+ * A descriptor that is not an open socket is found by the TCP_NODELAY
+ * the relay sets (-EINVAL); with cfg->nagle the relay makes no system
+ * call at all here, and such a descriptor fails the relay at its first
+ * read or write instead (done runs with AC_RELAY_ERROR). */
 AC_EXTERN int ac_relay_new(ac_relay **out, ac_map *m, int fd_a, int fd_b,
                            const ac_relay_config *cfg, ac_relay_done_fn done, void *arg);
 

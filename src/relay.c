@@ -14,7 +14,20 @@
  * in a ring buffer (buffered path) or in a pipe (splice path), never in
  * both at once: a direction reads into the pipe only while its ring is
  * empty and into the ring only while its pipe is empty, so the order of
- * the bytes is kept whichever path moves them. */
+ * the bytes is kept whichever path moves them.
+ *
+ * A direction starts on the buffered path (small messages cost less
+ * copied than spliced: a splice moves pages through a pipe) and switches
+ * to splice for good after one read of at least AC_RELAY_SPLICE_AFTER
+ * bytes, or one that filled the ring: bulk.  splice_always skips the
+ * buffered start.
+ *
+ * The relay never relies on the descriptors' O_NONBLOCK: every recv and
+ * send says MSG_DONTWAIT, so a descriptor the caller left blocking (or
+ * that another process sharing it made blocking) cannot block the map.
+ * splice(2) has no such flag for the socket end, so the first direction
+ * to splice makes both sockets non-blocking then: one fcntl pair per
+ * relay that carries bulk, none for the others. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* splice, pipe2, F_SETPIPE_SZ */
 #endif
@@ -40,6 +53,7 @@ struct dir {
     size_t inpipe;      /* bytes in the pipe */
     bool eof : 1;       /* the source sent EOF */
     bool shut : 1;      /* SHUT_WR sent to the sink: this direction is over */
+    bool splicing : 1;  /* reads go to the pipe (see the top) */
     bool no_splice : 1; /* splice refused once: the buffered path for good */
     bool pipe_full : 1; /* the pipe took no more: wait until it drains */
     bool moved : 1;     /* bytes were read (ac_relay_push is refused after) */
@@ -59,7 +73,9 @@ struct ac_relay {
     int refs;        /* sides not finalized yet */
     bool connecting; /* side b's connect is in progress */
     bool ended;
-    bool splice_ok; /* splice may be tried (SIGPIPE is safe) */
+    bool splice_ok;      /* splice may be tried (config; then SIGPIPE safe, non-blocking) */
+    bool splice_checked; /* splice_ok was settled at the first switch */
+    bool splice_always;  /* start on the splice path */
 };
 
 /* ------------------------------------------------- per-thread caches */
@@ -166,6 +182,33 @@ static bool sigpipe_is_safe(void)
         return true;
     sigset_t set;
     return pthread_sigmask(SIG_BLOCK, NULL, &set) == 0 && sigismember(&set, SIGPIPE) == 1;
+}
+
+/* Make fd non-blocking (splice needs it; see the top). */
+static int nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Direction i would splice from now on: the first time in this relay,
+ * check that splice is safe here (SIGPIPE, O_NONBLOCK on both sockets).
+ * The check is made when splice is about to be used, so a disposition
+ * changed since the relay began counts; once made it holds for the
+ * relay, as the creation-time check did before. */
+static void start_splice(ac_relay *r, int i)
+{
+    if (!r->splice_checked) {
+        r->splice_checked = true;
+        r->splice_ok = r->splice_ok && sigpipe_is_safe() && nonblocking(ac_fd(r->d[0])) == 0 &&
+                       nonblocking(ac_fd(r->d[1])) == 0;
+    }
+    if (r->splice_ok && !r->dir[i].no_splice)
+        r->dir[i].splicing = true;
 }
 
 static bool is_reset(int err)
@@ -292,7 +335,8 @@ static ssize_t recv_in(ac_relay *r, int i)
     size_t first = room < r->cap - tail ? room : r->cap - tail;
     struct iovec iov[2] = {{dr->buf + tail, first}, {dr->buf, room - first}};
     for (;;) {
-        ssize_t n = readv(ac_fd(r->d[i]), iov, room > first ? 2 : 1);
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = room > first ? 2 : 1};
+        ssize_t n = recvmsg(ac_fd(r->d[i]), &msg, MSG_DONTWAIT);
         if (n >= 0) {
             dr->len += (size_t)n;
             return n;
@@ -308,10 +352,17 @@ static ssize_t read_once(ac_relay *r, int i)
 {
     struct dir *dr = &r->dir[i];
     ssize_t n = -EINVAL;
-    if (r->splice_ok && !dr->no_splice && dr->len == 0)
+    if (dr->splicing && !dr->no_splice && dr->len == 0)
         n = splice_in(r, i);
-    if (n == -EINVAL) /* splice not used or refused: the ring */
-        n = dr->inpipe == 0 ? recv_in(r, i) : -EAGAIN;
+    if (n != -EINVAL)
+        return n;
+    if (dr->inpipe > 0) /* splice refused with bytes in the pipe: they go first */
+        return -EAGAIN;
+    size_t room = r->cap - dr->len;
+    n = recv_in(r, i);
+    if (n > 0 && !dr->splicing && r->splice_ok &&
+        ((size_t)n >= AC_RELAY_SPLICE_AFTER || (size_t)n == room))
+        start_splice(r, i); /* bulk: the next read, once the ring is empty, splices */
     return n;
 }
 
@@ -325,7 +376,7 @@ static int flush_out(ac_relay *r, int i)
         size_t first = dr->len < r->cap - dr->head ? dr->len : r->cap - dr->head;
         struct iovec iov[2] = {{dr->buf + dr->head, first}, {dr->buf, dr->len - first}};
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = dr->len > first ? 2 : 1};
-        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -380,14 +431,20 @@ static void flush(ac_relay *r, int i)
         pipe_put(dr->pipe, true);
     if (!dr->eof || held(dr) > 0)
         return;
-    /* Every byte read before the EOF has gone: pass the EOF on. */
+    /* Every byte read before the EOF has gone: pass the EOF on.  When
+     * the other direction is over already, the close that ends the relay
+     * sends the FIN: no shutdown first (every byte read has been written
+     * and both peers sent EOF, so nothing unread makes close reset). */
+    if (r->dir[!i].shut) {
+        dr->shut = true;
+        finish(r, AC_RELAY_CLEAN, -1, 0, false, false);
+        return;
+    }
     if (shutdown(ac_fd(r->d[!i]), SHUT_WR) < 0 && errno != ENOTCONN) {
         fail(r, !i, errno);
         return;
     }
     dr->shut = true;
-    if (r->dir[!i].shut)
-        finish(r, AC_RELAY_CLEAN, -1, 0, false, false);
 }
 
 /* Read once from side i (if the direction has room), then flush it. */
@@ -531,8 +588,8 @@ static int side_expt(ac_dispatcher *d)
         return 0;
     int s = side_of(r, d);
     char c;
-    if (recv(ac_fd(d), &c, 1, MSG_OOB) == 1 &&
-        send(ac_fd(r->d[!s]), &c, 1, MSG_OOB | MSG_NOSIGNAL) == 1)
+    if (recv(ac_fd(d), &c, 1, MSG_OOB | MSG_DONTWAIT) == 1 &&
+        send(ac_fd(r->d[!s]), &c, 1, MSG_OOB | MSG_NOSIGNAL | MSG_DONTWAIT) == 1)
         r->st.bytes[s]++;
     return 0;
 }
@@ -582,16 +639,6 @@ static double on_timer(ac_timer *t, void *arg)
 
 /* ------------------------------------------------------------- public */
 
-static int nonblocking(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0)
-        return -errno;
-    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return -errno;
-    return 0;
-}
-
 /* Give d the descriptor.  The larger descriptor goes first: the map's
  * table then covers both and the second registration cannot fail, so a
  * failure never leaves one descriptor owned and the other not. */
@@ -614,10 +661,14 @@ static int attach_both(ac_relay *r, int fd_a, int fd_b)
     return rc;
 }
 
-static void nodelay(int fd)
+/* TCP_NODELAY on fd; it also proves fd an open socket.  A socket that
+ * is not TCP (AF_UNIX) says EOPNOTSUPP or ENOPROTOOPT: fine. */
+static int nodelay(int fd)
 {
     int on = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)); /* not TCP: ignored */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) == 0)
+        return 0;
+    return errno == EBADF || errno == ENOTSOCK ? -EINVAL : 0;
 }
 
 int ac_relay_new(ac_relay **out, ac_map *m, int fd_a, int fd_b, const ac_relay_config *cfg,
@@ -626,7 +677,7 @@ int ac_relay_new(ac_relay **out, ac_map *m, int fd_a, int fd_b, const ac_relay_c
     static const ac_relay_config defaults;
     cfg = cfg ? cfg : &defaults;
     if (fd_a < 0 || fd_b < 0 || fd_a == fd_b || cfg->connect_timeout < 0 || cfg->idle_timeout < 0 ||
-        nonblocking(fd_a) < 0 || nonblocking(fd_b) < 0)
+        (!cfg->nagle && (nodelay(fd_a) < 0 || nodelay(fd_b) < 0)))
         return -EINVAL;
     ac_relay *r = calloc(1, sizeof(*r));
     if (!r)
@@ -637,7 +688,8 @@ int ac_relay_new(ac_relay **out, ac_map *m, int fd_a, int fd_b, const ac_relay_c
     r->connect_timeout = cfg->b_connecting ? cfg->connect_timeout : 0;
     r->idle_timeout = cfg->idle_timeout;
     r->connecting = cfg->b_connecting;
-    r->splice_ok = !cfg->no_splice && sigpipe_is_safe();
+    r->splice_ok = !cfg->no_splice;
+    r->splice_always = cfg->splice_always;
     for (int i = 0; i < 2; i++)
         r->dir[i].pipe[0] = r->dir[i].pipe[1] = -1;
     r->d[0] = ac_dispatcher_new(m, &side_handlers, NULL);
@@ -657,11 +709,8 @@ int ac_relay_new(ac_relay **out, ac_map *m, int fd_a, int fd_b, const ac_relay_c
         return rc;
     }
     r->refs = 2;
-    for (int s = 0; s < 2; s++) {
+    for (int s = 0; s < 2; s++)
         ac_set_user(r->d[s], r);
-        if (!cfg->nagle)
-            nodelay(ac_fd(r->d[s]));
-    }
     ac_set_connected(r->d[AC_RELAY_A], true);
     if (r->connecting)
         ac_set_connecting(r->d[AC_RELAY_B], true); /* D7/D8 watch it complete */
@@ -672,6 +721,9 @@ int ac_relay_new(ac_relay **out, ac_map *m, int fd_a, int fd_b, const ac_relay_c
     if (r->timer)
         ac_timer_start(r->timer, r->connecting && r->connect_timeout > 0 ? r->connect_timeout
                                                                          : r->idle_timeout);
+    if (r->splice_always)
+        for (int i = 0; i < 2; i++)
+            start_splice(r, i);
     update(r);
     if (out)
         *out = r;

@@ -76,8 +76,8 @@ Test(relay, new_rejects_bad_arguments, .timeout = 10,
 Test(relay, live_stats_and_accessors, .timeout = 10,
      .description = "a new relay: stats RUNNING, side -1, first_eof -1, no bytes, start = "
                     "ac_now; ac_relay_side gives the two dispatchers over fd_a and fd_b (in "
-                    "the map, non-blocking); ac_relay_arg; TCP_NODELAY on by default, off "
-                    "with nagle")
+                    "the map, left blocking as given: no fcntl until a direction splices); "
+                    "ac_relay_arg; TCP_NODELAY on by default, off with nagle")
 {
     rig_begin(true);
     rig_links(LINK_TCP, 0, 1, 0, 0);
@@ -104,7 +104,7 @@ Test(relay, live_stats_and_accessors, .timeout = 10,
     cr_assert_eq(ac_map_get(R.m, R.rfd[0]), da);
     cr_assert_eq(ac_map_get(R.m, R.rfd[1]), db);
     cr_assert_eq(ac_map_count(R.m), 2);
-    cr_assert(tk_nonblocking(R.rfd[0]) && tk_nonblocking(R.rfd[1]));
+    cr_assert(!tk_nonblocking(R.rfd[0]) && !tk_nonblocking(R.rfd[1]));
     cr_assert_eq(ac_relay_arg(R.r), &R.dn);
     cr_assert_eq(sockopt_int(R.rfd[0], IPPROTO_TCP, TCP_NODELAY), 1);
     cr_assert_eq(sockopt_int(R.rfd[1], IPPROTO_TCP, TCP_NODELAY), 1);
@@ -135,7 +135,8 @@ static void random_transfer(enum link k, uint64_t seed, bool splice)
         b_tx = 0; /* one way only */
     rig_links(k, 0, seed, a_tx, b_tx);
     static const size_t caps[] = {1, 1000, 4096, 65536, 0};
-    ac_relay_config cfg = {.buffer_size = caps[tk_rand(&s) % 5], .no_splice = !splice};
+    ac_relay_config cfg = {
+        .buffer_size = caps[tk_rand(&s) % 5], .no_splice = !splice, .splice_always = splice};
     if (cfg.buffer_size == 1) { /* a byte per iteration: keep it short */
         R.a.tx_total %= 20000;
         R.b.tx_total %= 20000;
@@ -208,8 +209,11 @@ static bool cond_a_eof(void) { return R.a.eof || R.a.rx_err; }
 
 /* `first` sends req bytes then SHUT_WR; the other answers ans bytes only
  * after it has read EOF, then shuts too. */
-static void half_close(int first, uint64_t req, uint64_t ans, bool splice)
+enum path { BUFFERED, SPLICED, AUTO };
+
+static void half_close(int first, uint64_t req, uint64_t ans, enum path path)
 {
+    bool splice = path != BUFFERED;
     rig_begin(true);
     rig_links(LINK_TCP, 0, 40 + (uint64_t)first, first == AC_RELAY_A ? req : ans,
               first == AC_RELAY_A ? ans : req);
@@ -218,7 +222,8 @@ static void half_close(int first, uint64_t req, uint64_t ans, bool splice)
     answerer->answer_after_eof = true;
     asker->max_chunk = 3000;
     answerer->max_chunk = 50000;
-    ac_relay_config cfg = {.no_splice = !splice, .buffer_size = 32768};
+    ac_relay_config cfg = {
+        .no_splice = !splice, .splice_always = path == SPLICED, .buffer_size = 32768};
     rig_relay(&cfg);
     /* The question and its EOF go through; the relay keeps running. */
     cr_assert(rig_run(first == AC_RELAY_A ? cond_b_eof : cond_a_eof, 20), "EOF passed on");
@@ -244,16 +249,76 @@ Test(relay, half_close_a_first_answer_after_eof, .timeout = 60,
                     "relay is still running, first_eof a), then answers 1 MiB and shuts; a "
                     "gets the whole answer; CLEAN, first_eof a (splice and buffered)")
 {
-    half_close(AC_RELAY_A, 100000, 1 << 20, true);
-    half_close(AC_RELAY_A, 100000, 1 << 20, false);
+    half_close(AC_RELAY_A, 100000, 1 << 20, SPLICED);
+    half_close(AC_RELAY_A, 100000, 1 << 20, BUFFERED);
+    half_close(AC_RELAY_A, 100000, 1 << 20, AUTO);
+    cr_assert(R.dn.st.spliced[AC_RELAY_BA], "auto: the 1 MiB answer switched to splice");
 }
 
 Test(relay, half_close_b_first_answer_after_eof, .timeout = 60,
      .description = "the mirror: b asks and shuts first, a answers after EOF; CLEAN, "
-                    "first_eof b (splice and buffered)")
+                    "first_eof b (splice, buffered, and auto: starts buffered, switches)")
 {
-    half_close(AC_RELAY_B, 5000, 700000, true);
-    half_close(AC_RELAY_B, 1, 1, false);
+    half_close(AC_RELAY_B, 5000, 700000, SPLICED);
+    half_close(AC_RELAY_B, 1, 1, BUFFERED);
+    half_close(AC_RELAY_B, 5000, 700000, AUTO);
+    cr_assert(!R.dn.st.spliced[AC_RELAY_BA], "auto: 5000 bytes in 3000-byte chunks: buffered");
+    cr_assert(R.dn.st.buffered[AC_RELAY_AB] && R.dn.st.spliced[AC_RELAY_AB],
+              "auto: the answer started buffered and switched");
+}
+
+/* ------------------------------------------------------ auto splice */
+
+static void auto_case(uint64_t seed, size_t cap)
+{
+    rig_begin(true);
+    rig_links(LINK_TCP, 0, seed, 1 << 20, 3000);
+    R.a.max_chunk = 65536; /* bulk: reads of 16 KiB or a full ring */
+    R.b.max_chunk = 64;    /* small messages, apart */
+    R.b.pause_pct = 50;
+    R.b.pause_ms = 2;
+    ac_relay_config cfg = {.buffer_size = cap};
+    rig_relay(&cfg);
+    cr_assert(!tk_nonblocking(R.rfd[0]) && !tk_nonblocking(R.rfd[1]), "nothing spliced yet");
+    cr_assert(rig_run(cond_all_over, 30));
+    check_clean(); /* every byte, in order, across the switch; EOF both ways */
+    const ac_relay_stats *st = &R.dn.st;
+    cr_assert(st->buffered[AC_RELAY_AB] && st->spliced[AC_RELAY_AB],
+              "cap %zu: the bulk direction started buffered and switched", cap);
+    cr_assert(st->buffered[AC_RELAY_BA] && !st->spliced[AC_RELAY_BA],
+              "cap %zu: the small messages stayed buffered", cap);
+    rig_end();
+}
+
+Test(relay, auto_splice_switch, .timeout = 60,
+     .description = "default config, SIGPIPE ignored: a sends 1 MiB in chunks up to 64 KiB, b "
+                    "3000 bytes in chunks up to 64 with pauses; a->b starts buffered and "
+                    "switches to splice (a read of AC_RELAY_SPLICE_AFTER, or one filling a "
+                    "4 KiB ring: a message larger than the buffer), b->a never does; every "
+                    "byte intact across the switch, CLEAN; the sockets stay blocking as given "
+                    "until the switch")
+{
+    auto_case(130, 0);
+    auto_case(131, 4096);
+    auto_case(132, 32768);
+}
+
+static bool cond_b_half(void) { return R.b.rx_got > (1 << 19); }
+
+Test(relay, auto_splice_sigpipe_default, .timeout = 30,
+     .description = "default config, SIGPIPE at its default: the bulk direction never "
+                    "switches (splice would raise SIGPIPE): buffered only, every byte, CLEAN")
+{
+    rig_begin(false);
+    rig_links(LINK_TCP, 0, 133, 1 << 20, 1 << 20);
+    rig_relay(NULL);
+    cr_assert(rig_run(cond_b_half, 30));
+    cr_assert(!tk_nonblocking(R.rfd[0]) && !tk_nonblocking(R.rfd[1]), "no fcntl");
+    cr_assert(rig_run(cond_all_over, 30));
+    check_clean();
+    for (int i = 0; i < 2; i++)
+        cr_assert(R.dn.st.buffered[i] && !R.dn.st.spliced[i], "dir %d", i);
+    rig_end();
 }
 
 /* ------------------------------------------------------------ push */
@@ -679,7 +744,7 @@ static void path_case(bool ign, bool no_splice, bool want_splice)
 {
     rig_begin(ign);
     rig_links(LINK_TCP, 0, 120, 50000, 60000);
-    ac_relay_config cfg = {.no_splice = no_splice};
+    ac_relay_config cfg = {.no_splice = no_splice, .splice_always = !no_splice};
     rig_relay(&cfg);
     cr_assert(rig_run(cond_all_over, 20));
     check_clean();
@@ -705,12 +770,13 @@ static void sigpipe_handler(int sig) { (void)sig; }
 Test(relay, splice_with_sigpipe_handled, .timeout = 30,
      .description = "SIGPIPE handled (not ignored) or blocked also allow splice")
 {
+    ac_relay_config always = {.splice_always = true};
     signal(SIGPIPE, sigpipe_handler);
     memset(&R, 0, sizeof(R));
     R.fds0 = count_fds();
     R.m = tk_map();
     rig_links(LINK_TCP, 0, 121, 10000, 10000);
-    rig_relay(NULL);
+    rig_relay(&always);
     cr_assert(rig_run(cond_all_over, 20));
     check_clean();
     cr_assert(R.dn.st.spliced[0] && R.dn.st.spliced[1]);
@@ -726,7 +792,7 @@ Test(relay, splice_with_sigpipe_handled, .timeout = 30,
     R.fds0 = count_fds();
     R.m = tk_map();
     rig_links(LINK_TCP, 0, 122, 10000, 10000);
-    rig_relay(NULL);
+    rig_relay(&always);
     cr_assert(rig_run(cond_all_over, 20));
     check_clean();
     cr_assert(R.dn.st.spliced[0] && R.dn.st.spliced[1]);

@@ -72,7 +72,8 @@ static void reset_after_accept(int looks, bool splice, size_t n, uint64_t seed)
     R.rfd[0] = la[1];
     R.rfd[1] = rig_connecting(&ss, len);
     peer_init(&R.a, "a", la[0], seed + 1, seed, 0, (uint32_t)seed + 1);
-    ac_relay_config cfg = {.b_connecting = true, .connect_timeout = 5, .no_splice = !splice};
+    ac_relay_config cfg = {
+        .b_connecting = true, .connect_timeout = 5, .no_splice = !splice, .splice_always = splice};
     rig_relay(&cfg);
     for (int k = 0; k < looks; k++)
         cr_assert_eq(ac_poll(R.m, 0.001), 0);

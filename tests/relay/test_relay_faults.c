@@ -39,7 +39,7 @@ static void backpressure(bool splice)
     peer_init(&R.b, "b", lb[1], 1300, 300, 200000, 9);
     R.a.shut_after = R.b.shut_after = true;
     R.b.no_read = true; /* the sink of a -> b never reads (for now) */
-    ac_relay_config cfg = {.buffer_size = cap, .no_splice = !splice};
+    ac_relay_config cfg = {.buffer_size = cap, .no_splice = !splice, .splice_always = splice};
     rig_relay(&cfg);
 
     /* Run until a's writes have stopped going anywhere for 0.5 s. */
@@ -137,7 +137,7 @@ static void reset_from(int side, bool splice)
     R.a.shut_after = R.b.shut_after = false;
     struct peer *rst = side == AC_RELAY_A ? &R.a : &R.b;
     struct peer *other = side == AC_RELAY_A ? &R.b : &R.a;
-    ac_relay_config cfg = {.no_splice = !splice};
+    ac_relay_config cfg = {.no_splice = !splice, .splice_always = splice};
     rig_relay(&cfg);
     cr_assert(rig_run(cond_other_got, 20));
     double t0 = tk_clock();
@@ -181,7 +181,7 @@ Test(relay, reset_while_relay_writes_to_it, .timeout = 60,
         rig_links(LINK_TCP, 4096, 450, 4 << 20, 0);
         R.a.shut_after = R.b.shut_after = false;
         R.b.no_read = true;
-        ac_relay_config cfg = {.no_splice = !splice, .buffer_size = 16384};
+        ac_relay_config cfg = {.no_splice = !splice, .splice_always = splice, .buffer_size = 16384};
         rig_relay(&cfg);
         rig_run_for(0.3);
         cr_assert_gt(R.a.tx_sent, 0);
@@ -253,7 +253,7 @@ static void large(bool splice, uint64_t seed)
     const uint64_t size = 32u << 20;
     rig_links(LINK_TCP, 0, seed, size, size);
     R.a.burst = R.b.burst = 16;
-    ac_relay_config cfg = {.no_splice = !splice};
+    ac_relay_config cfg = {.no_splice = !splice, .splice_always = splice};
     rig_relay(&cfg);
     cr_assert(rig_run(cond_all_over, 200), "a got %llu, b got %llu", (unsigned long long)R.a.rx_got,
               (unsigned long long)R.b.rx_got);
