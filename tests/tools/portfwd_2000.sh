@@ -13,7 +13,7 @@ ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)"
     { echo "SKIP: ulimit -n is $(ulimit -n), not enough for $N connections"; exit 77; }
 
 start_py echo "$TMP/echo_server.py"
-start_pf fwd -b 4096 -p 0 -r 127.0.0.1 -P "$PY_PORT"
+start_pf fwd -v -b 4096 -p 0 -r 127.0.0.1 -P "$PY_PORT"
 port=$PF_PORT
 
 timeout 100 python3 - "$port" "$N" "$PF_PID" "$TMP/fwd.err" <<'EOF' || fail "$N connections"

@@ -71,7 +71,7 @@ expect() {
             printf '127.0.0.1 0 127.0.0.1 %s\n%s\n::1 0 127.0.0.1 %s\n%s\n:: 0 127.0.0.1 %s\n%s\n' \
                 "$E" "$line" "$E" "$line" "$E" "$line" >"$TMP/a$n.conf"
         fi
-        start "a$n" "$PF" -c "$TMP/a$n.conf"
+        start "a$n" "$PF" -v -c "$TMP/a$n.conf"
         PF_PIDS+=("$PID") LINES+=("$line") WANTS+=("$want") FORMS+=("$form")
     done
 }
@@ -116,10 +116,10 @@ ok "$n configurations: every allow / deny form on IPv4, IPv6 and dual-stack list
 
 # The dual-stack listener logs an IPv4 client as IPv4, and a refused one
 # as denied.
-grep -Eq '^portfwd: info: 127\.0\.0\.2 via :::0 -> 127\.0\.0\.1:[0-9]+: .*, done-remote-closed$' "$TMP/a1.err" ||
+grep -Eq '^portfwd: debug: 127\.0\.0\.2 via :::0 -> 127\.0\.0\.1:[0-9]+: .*, done-remote-closed$' "$TMP/a1.err" ||
     fail "no IPv4 client line of the :: rule: $(grep ':::0' "$TMP/a1.err")"
 ! grep -q '::ffff:' "$TMP"/a*.err || fail "a client logged as ::ffff:...: $(grep -h -m1 '::ffff:' "$TMP"/a*.err)"
-grep -Eq '^portfwd: info: 127\.0\.0\.1 via :::0 -> .*: 0 bytes in, 0 out, .*, not-allowed$' "$TMP/a1.err" ||
+grep -Eq '^portfwd: debug: 127\.0\.0\.1 via :::0 -> .*: 0 bytes in, 0 out, .*, not-allowed$' "$TMP/a1.err" ||
     fail "the denied IPv4 client of the :: rule: $(grep ':::0' "$TMP/a1.err")"
 ok "the dual-stack listener logs IPv4 clients as 127.0.0.1"
 
@@ -165,7 +165,7 @@ for try in 1 2 3; do
     P=$(free_port)
     printf '127.0.0.1 %s 127.0.0.1 %s\n127.0.0.2 %s 127.0.0.1 %s\n127.0.0.1 0 127.0.0.1 %s\n127.0.0.1 0 127.0.0.1 %s\n' \
         "$P" "$E" "$P" "$E" "$E" "$E" >"$TMP/nodup.conf"
-    start "nodup$try" "$PF" --threads 2 -c "$TMP/nodup.conf"
+    start "nodup$try" "$PF" -v --threads 2 -c "$TMP/nodup.conf"
     nodup=$PID
     deadline=$((SECONDS + 60))
     while [ "$(pf_ports "nodup$try" | wc -l)" -lt 4 ] && kill -0 "$nodup" 2>/dev/null &&

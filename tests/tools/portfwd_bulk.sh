@@ -45,7 +45,7 @@ EOF
 
 start_py bulk "$TMP/bulk_server.py" "$SIZE"
 bulk_pid=$PY_PID
-start_pf fwd -p 0 -r 127.0.0.1 -P "$PY_PORT"
+start_pf fwd -v -p 0 -r 127.0.0.1 -P "$PY_PORT"
 fwd_pid=$PF_PID
 port=$PF_PORT
 
@@ -82,7 +82,7 @@ stop "$fwd_pid"
 grep -Eq "bytes in $SIZE, out $SIZE, spliced 1$" "$TMP/fwd.err" ||
     fail "exit stats: $(grep 'spliced' "$TMP/fwd.err")"
 ok "exit stats: the connection moved its bytes with splice(2)"
-start_pf fwd2 -p 0 -r 127.0.0.1 -P "$iport"
+start_pf fwd2 -v -p 0 -r 127.0.0.1 -P "$iport"
 fwd_pid=$PF_PID
 for dir in "" -R; do
     timeout 40 iperf3 -c 127.0.0.1 -p "$PF_PORT" -t 2 -J $dir >"$TMP/iperf$dir.json" \

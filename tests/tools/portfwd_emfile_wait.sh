@@ -65,7 +65,7 @@ PY
 run() {
     local name=$1 fds=$2
     start "$name" bash -c 'for ((i = 0; i < $1; i++)); do exec {fd}</dev/null; done; shift; exec "$@"' \
-        fds "$fds" prlimit --nofile=64:64 "$PF" -b 512 -p 0 -r 127.0.0.1 -P "$PY_PORT"
+        fds "$fds" prlimit --nofile=64:64 "$PF" -v -b 512 -p 0 -r 127.0.0.1 -P "$PY_PORT"
     fwd_pid=$PID
     line=$(wait_line "$name" 'listening on .* port [0-9]+, forwarding to ' 60)
     port=$(sed -E 's/.*listening on [^ ]+ port ([0-9]+),.*/\1/' <<<"$line")

@@ -58,7 +58,7 @@ EOF
 
 ANSWER=$((3 << 20))
 start_py srv "$TMP/eof_server.py" after-eof "$ANSWER"
-start_pf fwd -p 0 -r 127.0.0.1 -P "$PY_PORT"
+start_pf fwd -v -p 0 -r 127.0.0.1 -P "$PY_PORT"
 port=$PF_PORT
 
 timeout 30 python3 - "$port" "$ANSWER" <<'EOF' || fail "half-close (python client)"
@@ -107,7 +107,7 @@ ok "socat client: EOF after 13 bytes, the whole answer arrives ($got bytes)"
 # The remote finishes first: it sends, half-closes, then reads.  The client
 # starts sending only after it has seen the server's EOF.
 start_py srv2 "$TMP/eof_server.py" first "$ANSWER"
-start_pf fwd2 -p 0 -r 127.0.0.1 -P "$PY_PORT"
+start_pf fwd2 -v -p 0 -r 127.0.0.1 -P "$PY_PORT"
 timeout 30 python3 - "$PF_PORT" "$ANSWER" >"$TMP/first.out" <<'EOF' || fail "remote half-closes first"
 import hashlib, os, socket, sys
 port, answer = int(sys.argv[1]), int(sys.argv[2])

@@ -37,6 +37,7 @@ bad_value() { # MESSAGE-REGEX ARGS...
     [ ! -s "$TMP/cmd.out" ] || fail "'$*' wrote to stdout: $(head -c 200 "$TMP/cmd.out")"
 }
 R=(-p 0 -r 127.0.0.1 -P 9)
+bad_value 'invalid value for --splice' --splice sometimes "${R[@]}"
 bad_value 'invalid value for --threads' --threads 0 "${R[@]}"
 bad_value 'invalid value for --threads' --threads 65 "${R[@]}"
 bad_value 'invalid value for --threads' --threads two "${R[@]}"
@@ -109,20 +110,20 @@ EOF
 if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
     start_py echo6 "$TMP/echo_server.py" ::1
     E6=$PY_PORT
-    start_pf v6 -l ::1 -p 0 -r ::1 -P "$E6"
+    start_pf v6 -v -l ::1 -p 0 -r ::1 -P "$E6"
     echo6 ::1 "$PF_PORT" 300000 || fail "IPv6 to IPv6"
     line=$(wait_line v6 ' via .*done-remote-closed' 10)
-    [[ $line =~ info:\ ::1\ via ]] || fail "IPv6 client address: $line"
+    [[ $line =~ debug:\ ::1\ via ]] || fail "IPv6 client address: $line"
     stop "$PF_PID"
-    start_pf v46 -l 127.0.0.1 -p 0 -r ::1 -P "$E6"
+    start_pf v46 -v -l 127.0.0.1 -p 0 -r ::1 -P "$E6"
     echo6 127.0.0.1 "$PF_PORT" 300000 || fail "IPv4 to IPv6"
     stop "$PF_PID"
-    start_pf v64 -l ::1 -p 0 -r 127.0.0.1 -P "$E"
+    start_pf v64 -v -l ::1 -p 0 -r 127.0.0.1 -P "$E"
     echo6 ::1 "$PF_PORT" 300000 || fail "IPv6 to IPv4"
     stop "$PF_PID"
     P6=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET6); s.bind(("::1", 0)); print(s.getsockname()[1])')
     printf '[::1] %s [::1] %s\n::1 %s 127.0.0.1 %s\n' "$P6" "$E6" "$(free_port)" "$E" >"$TMP/v6.conf"
-    start_pf v6conf -c "$TMP/v6.conf"
+    start_pf v6conf -v -c "$TMP/v6.conf"
     echo6 ::1 "$P6" 300000 || fail "[::1] rule"
     p2=$(pf_ports v6conf | sed -n 2p)
     echo6 ::1 "$p2" 1000 || fail "::1 rule"
@@ -133,7 +134,7 @@ else
 fi
 
 # ---- --threads 2
-start_pf thr --threads 2 -b 1024 -p 0 -r 127.0.0.1 -P "$E"
+start_pf thr -v --threads 2 -b 1024 -p 0 -r 127.0.0.1 -P "$E"
 threads=$(ls "/proc/$PF_PID/task" | wc -l)
 [ "$threads" -ge 2 ] || fail "--threads 2: $threads threads"
 out=$(echo_clients "$PF_PORT" --clients 300 --bytes 20000 2>&1) || fail "--threads 2: $out"
@@ -167,7 +168,7 @@ while True:
 EOF
 start_py peer "$TMP/peer.py"
 PEER=$PY_PORT
-start_pf opt --source 127.0.0.2 --idle-timeout 0.7 --keepalive -p 0 -r 127.0.0.1 -P "$PEER"
+start_pf opt -v --source 127.0.0.2 --idle-timeout 0.7 --keepalive -p 0 -r 127.0.0.1 -P "$PEER"
 port=$PF_PORT
 timeout 20 python3 - "$port" "$PEER" >"$TMP/ss.out" <<'EOF' || fail "--source / --idle-timeout / --keepalive"
 import socket, subprocess, sys, time
@@ -219,16 +220,41 @@ stop "$qpid"
 ok "-q: forwards, logs no info line"
 
 # ---- --no-splice: the bytes go through the buffered path, the stats say so
-start_pf fwdns --no-splice -p 0 -r 127.0.0.1 -P "$E"
+start_pf fwdns -v --no-splice -p 0 -r 127.0.0.1 -P "$E"
 out=$(echo_clients "$PF_PORT" --bytes 1000000 2>&1) || fail "--no-splice: $out"
 stop "$PF_PID"
 grep -Eq "bytes in 1000000, out 1000000, spliced 0$" "$TMP/fwdns.err" ||
     fail "--no-splice stats: $(grep spliced "$TMP/fwdns.err")"
 ok "--no-splice: 1 MB each way, no connection spliced"
 
+# ---- the log: a line per connection with -v only; the counters always
+start_pf fwdlog -p 0 -r 127.0.0.1 -P "$E"
+echo6 127.0.0.1 "$PF_PORT" 3000 || fail "no -v: no forwarding"
+echo6 127.0.0.1 "$PF_PORT" 3000 || fail "no -v: no forwarding"
+stop "$PF_PID"
+grep -q "bytes in 6000, out 6000" "$TMP/fwdlog.err" || fail "no -v: no stats at exit: $(cat "$TMP/fwdlog.err")"
+[ "$(conn_lines fwdlog ' via ')" -eq 0 ] || fail "no -v: connection lines: $(grep ' via ' "$TMP/fwdlog.err")"
+ok "without -v: no line per connection, the stats at exit count both"
+
+# ---- --splice: auto copies small exchanges and splices bulk; always, never
+for mode in auto always never; do
+    start_pf "sp$mode" -v --splice "$mode" -p 0 -r 127.0.0.1 -P "$E"
+    echo6 127.0.0.1 "$PF_PORT" 1000 || fail "--splice $mode: small"
+    out=$(echo_clients "$PF_PORT" --bytes 4000000 2>&1) || fail "--splice $mode: $out"
+    stop "$PF_PID"
+    case $mode in
+    auto) want=1 ;;   # the small exchange was copied, the 4 MB spliced
+    always) want=2 ;; # both spliced
+    never) want=0 ;;
+    esac
+    grep -Eq "active 0, total 2, refused 0, errors 0, bytes in 4001000, out 4001000, spliced $want$" "$TMP/sp$mode.err" ||
+        fail "--splice $mode: $(grep spliced "$TMP/sp$mode.err")"
+done
+ok "--splice auto: 1000 B copied, 4 MB spliced; always: both spliced; never: none"
+
 # ---- rinetd's own command line works: -f (foreground) and -c FILE
 printf '127.0.0.1 0 127.0.0.1 %s\n' "$E" >"$TMP/rinetd.conf"
-start_pf fwdf -f -c "$TMP/rinetd.conf"
+start_pf fwdf -v -f -c "$TMP/rinetd.conf"
 out=$(echo_clients "$PF_PORT" --bytes 20000 2>&1) || fail "rinetd -f -c FILE: $out"
 stop "$PF_PID"
 ok "rinetd's command line (-f -c FILE) runs unchanged"

@@ -42,7 +42,7 @@ EOF
 
 start_py srv "$TMP/rst_server.py"
 srv_port=$PY_PORT
-start_pf fwd -p 0 -r 127.0.0.1 -P "$srv_port"
+start_pf fwd -v -p 0 -r 127.0.0.1 -P "$srv_port"
 port=$PF_PORT
 
 timeout 20 python3 - "$port" <<'EOF' || fail "server reset: not propagated"
@@ -105,7 +105,7 @@ c.close()
 EOF
 start_py srv2 "$TMP/later.py" "$TMP/go"
 dead=$PY_PORT
-start_pf fwd2 -p 0 -r 127.0.0.1 -P "$dead"
+start_pf fwd2 -v -p 0 -r 127.0.0.1 -P "$dead"
 port=$PF_PORT
 timeout 20 python3 - "$port" <<'EOF' || fail "remote refusing: the client was not closed promptly"
 import socket, sys, time
@@ -177,7 +177,7 @@ else
     if [ "$full_port" = not-full ]; then
         echo "SKIP part: a listener with a full backlog still completes connections here"
     else
-        start_pf fwd3 --connect-timeout 0.5 -p 0 -r 127.0.0.1 -P "$full_port"
+        start_pf fwd3 -v --connect-timeout 0.5 -p 0 -r 127.0.0.1 -P "$full_port"
         secs=$(timeout 20 python3 - "$PF_PORT" <<'EOF') || fail "connect timeout: the client was not closed"
 import socket, sys, time
 t = time.monotonic()

@@ -93,7 +93,7 @@ run_case() { # LOGNAME PORTFWD-OPTIONS...
     # with a bound that cannot round to nothing.
     # portfwd writes the bytes to the client and resets it back to back:
     # on one CPU the reset cannot overtake them (see send_rst.py).
-    start "$name" taskset -c 0 "$PF" "$@" -p 0 -r 127.0.0.1 -P "$srv_port"
+    start "$name" taskset -c 0 "$PF" -v "$@" -p 0 -r 127.0.0.1 -P "$srv_port"
     PF_PID=$PID
     wait_line "$name" 'listening on .* port [0-9]+, forwarding to ' 15 >/dev/null
     PF_PORT=$(pf_ports "$name" | head -n1)

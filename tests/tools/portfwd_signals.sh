@@ -98,7 +98,7 @@ $3"
 # ---- SIGHUP
 P1=$(free_port) P2=$(free_port) P3=$(free_port)
 printf '127.0.0.1 %s 127.0.0.1 %s\n127.0.0.1 %s 127.0.0.1 %s\n' "$P1" "$E" "$P2" "$E" >"$TMP/pf.conf"
-start_pf fwd -c "$TMP/pf.conf"
+start_pf fwd -v -c "$TMP/pf.conf"
 fwd_pid=$PF_PID
 stepper old "$P2"
 step old "send 1000"
@@ -181,7 +181,7 @@ ok "SIGUSR1 after the failed reload: the 2 rules that serve, their counts across
 stop "$fwd_pid"
 
 # ---- SIGUSR1 and --max-conns 2
-start_pf fwd2 --max-conns 2 --drain-timeout 120 -p 0 -r 127.0.0.1 -P "$E"
+start_pf fwd2 -v --max-conns 2 --drain-timeout 120 -p 0 -r 127.0.0.1 -P "$E"
 port=$PF_PORT
 for n in 1000 2000 3000; do
     out=$(echo_clients "$port" --bytes $n 2>&1) || fail "$n bytes: $out"
@@ -230,7 +230,7 @@ grep -q "stats (exit)" "$TMP/fwd2.err" || fail "no exit stats"
 ok "SIGTERM: no new connections, the live one completes, exit 0"
 
 # ---- --drain-timeout 1 with an idle connection
-start_pf fwd3 --drain-timeout 1 -p 0 -r 127.0.0.1 -P "$E"
+start_pf fwd3 -v --drain-timeout 1 -p 0 -r 127.0.0.1 -P "$E"
 stepper c "$PF_PORT"
 step c "send 10"
 kill -TERM "$PF_PID"

@@ -29,6 +29,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -102,7 +103,8 @@ static struct {
     const char *local_ip, *local_port, *remote_ip, *remote_port, *source;
     int backlog;
     double connect_timeout, idle_timeout, drain_timeout;
-    bool keepalive, no_splice;
+    bool keepalive;
+    enum { SPLICE_AUTO, SPLICE_ALWAYS, SPLICE_NEVER } splice;
     long max_conns;
     size_t buffer;
     int threads;
@@ -127,16 +129,19 @@ static struct {
 
 /* ------------------------------------------------------------ logging */
 
-/* One line per connection.  Without a logfile it goes to stderr at level
- * info; with one, in rinetd's tab-separated form, or its "common" form
- * (logcommon), which web log tools read. */
+/* One line per connection: to the config's logfile when there is one, in
+ * rinetd's tab-separated form or its "common" form (logcommon), which web
+ * log tools read; else to stderr at level debug (-v) only.  A forwarder
+ * serving thousands of connections a second should not pay a write(2)
+ * per connection for a line nobody asked for: the counters (SIGUSR1, and
+ * at exit) say how many there were; -v or a logfile names each. */
 static void log_connection(const struct rule *r, const char *client, unsigned long long in,
                            unsigned long long out, double secs, const char *result)
 {
     const struct pf_rule *p = r->src;
     const struct ruleset *rs = r->rs;
     if (rs->logfd < 0) {
-        tool_log(TOOL_INFO, "%s via %s: %llu bytes in, %llu out, %.3f s, %s", client, r->name, in,
+        tool_log(TOOL_DEBUG, "%s via %s: %llu bytes in, %llu out, %.3f s, %s", client, r->name, in,
                  out, secs, result);
         return;
     }
@@ -407,11 +412,18 @@ static void conn_fail(struct conn *c, ac_relay_end how, int err)
     relay_done(NULL, &st, c);
 }
 
-static void keepalive(int fd)
+/* TCP_NODELAY (always: relayed bytes go out at once) and
+ * SO_KEEPALIVE (--keepalive) on a socket.  A listener's settings are
+ * inherited by the sockets it accepts (Linux copies the listening socket),
+ * so the clients' sockets need no system call of their own: the relay is
+ * told to leave TCP_NODELAY alone (nagle), which spares one setsockopt per
+ * connection. */
+static void sockopts(int fd)
 {
     int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (S.keepalive)
-        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
 }
 
 /* A socket to the rule's remote, its non-blocking connect started.
@@ -423,7 +435,7 @@ static int connect_remote(const struct rule *r, bool *connecting)
         return -errno;
     if (r->source_len && bind(fd, (const struct sockaddr *)&r->source, r->source_len) < 0)
         goto fail;
-    keepalive(fd);
+    sockopts(fd);
     *connecting = connect(fd, (const struct sockaddr *)&r->remote, r->remote_len) < 0;
     if (*connecting && errno != EINPROGRESS)
         goto fail;
@@ -456,7 +468,9 @@ static int start_relay(ac_map *m, struct conn *c, const char **op)
     if (rfd < 0)
         return rfd;
     ac_relay_config cfg = {.buffer_size = S.buffer,
-                           .no_splice = S.no_splice,
+                           .no_splice = S.splice == SPLICE_NEVER,
+                           .splice_always = S.splice == SPLICE_ALWAYS,
+                           .nagle = true, /* set already: sockopts() */
                            .b_connecting = connecting,
                            .connect_timeout = S.connect_timeout,
                            .idle_timeout = c->rule->idle_timeout};
@@ -527,7 +541,6 @@ static int listener_accepted(ac_dispatcher *d, int fd, const struct sockaddr *ad
         free(c);
         return 0;
     }
-    keepalive(fd);
     atomic_fetch_add(&r->st->active, 1);
     atomic_fetch_add(&S.active, 1);
     serve(l->w, c);
@@ -604,6 +617,7 @@ static struct listener *listener_open(struct worker *w, struct rule *r, char *er
         int one = 1; /* every worker listens on the same address */
         if (S.threads > 1 && setsockopt(ac_fd(d), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
             rc = -errno;
+        sockopts(ac_fd(d)); /* for the accepted sockets, which inherit them */
     }
     if (rc == 0)
         rc = ac_bind(d, (const struct sockaddr *)&r->bind, r->bind_len);
@@ -885,12 +899,15 @@ static const char usage[] =
     "                           (default 10000)\n"
     "      --source ADDR        local address of the outgoing connections\n"
     "      --buffer BYTES       bytes held per direction (default 131072)\n"
-    "      --no-splice          copy through user space instead of splice(2)\n"
+    "      --splice MODE        auto (default): copy small messages through user\n"
+    "                           space, splice(2) a direction once it carries bulk;\n"
+    "                           always; never\n"
+    "      --no-splice          the same as --splice never\n"
     "      --threads N          worker threads, each with its own listeners (default 1)\n"
     "      --drain-timeout S    on SIGINT/SIGTERM, time left to live connections\n"
     "                           (default 10)\n"
     "  -q, --quiet              warnings and errors only (twice: errors only)\n"
-    "  -v, --verbose            also debug messages\n"
+    "  -v, --verbose            also debug messages and a line per connection\n"
     "  -h, --help               show this help\n"
     "  -V, --version            show the version\n"
     "\n"
@@ -904,6 +921,7 @@ enum {
     OPT_SOURCE,
     OPT_BUFFER,
     OPT_NO_SPLICE,
+    OPT_SPLICE,
     OPT_THREADS,
     OPT_DRAIN_TIMEOUT
 };
@@ -923,6 +941,7 @@ static const struct option longopts[] = {
     {"source", required_argument, NULL, OPT_SOURCE},
     {"buffer", required_argument, NULL, OPT_BUFFER},
     {"no-splice", no_argument, NULL, OPT_NO_SPLICE},
+    {"splice", required_argument, NULL, OPT_SPLICE},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
     {"quiet", no_argument, NULL, 'q'},
@@ -953,7 +972,18 @@ static int options(int argc, char **argv)
         case OPT_MAX_CONNS: ok = tool_number(optarg, 1, LONG_MAX, &v), S.max_conns = (long)v; break;
         case OPT_SOURCE: S.source = optarg; break;
         case OPT_BUFFER: ok = tool_number(optarg, 1024, 1 << 30, &v), S.buffer = (size_t)v; break;
-        case OPT_NO_SPLICE: S.no_splice = true; break;
+        case OPT_NO_SPLICE: S.splice = SPLICE_NEVER; break;
+        case OPT_SPLICE:
+            ok = true;
+            if (!strcmp(optarg, "auto"))
+                S.splice = SPLICE_AUTO;
+            else if (!strcmp(optarg, "always"))
+                S.splice = SPLICE_ALWAYS;
+            else if (!strcmp(optarg, "never"))
+                S.splice = SPLICE_NEVER;
+            else
+                ok = false;
+            break;
         case OPT_THREADS: ok = tool_number(optarg, 1, MAX_THREADS, &v), S.threads = (int)v; break;
         case OPT_DRAIN_TIMEOUT: ok = tool_seconds(optarg, &S.drain_timeout); break;
         case 'q': tool_verbosity -= tool_verbosity > TOOL_ERROR; break;
