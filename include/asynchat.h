@@ -132,7 +132,8 @@ AC_EXTERN int ac_chat_set_max_input(ac_dispatcher *d, size_t max);
 
 /* Output backpressure (beyond asyncore): when the queued bytes rise above
  * high, reading stops and handle_high_water runs; when they fall to low or
- * less, reading resumes and handle_low_water runs.  high 0 = off. */
+ * less, reading resumes and handle_low_water runs.  high 0 = off;
+ * -EINVAL if low > high; a mark above 2 GiB - 1 counts as 2 GiB - 1. */
 AC_EXTERN int ac_chat_set_watermarks(ac_dispatcher *d, size_t low, size_t high);
 
 /* Coalesced sending (beyond asynchat, opt-in; off by default): asynchat

@@ -352,8 +352,10 @@ AC_EXTERN void *ac_user(const ac_dispatcher *d);
 AC_EXTERN void ac_set_user(ac_dispatcher *d, void *user);
 AC_EXTERN ac_map *ac_map_of(const ac_dispatcher *d);
 AC_EXTERN const ac_handlers *ac_handlers_of(const ac_dispatcher *d);
-/* Replace the handler table (e.g. after a protocol handshake). */
-AC_EXTERN void ac_set_handlers(ac_dispatcher *d, const ac_handlers *h);
+/* Replace the handler table (e.g. after a protocol handshake).  0, or
+ * -ENOMEM when the new table brings predicates and the bookkeeping for
+ * them cannot be allocated (d keeps its old table). */
+AC_EXTERN int ac_set_handlers(ac_dispatcher *d, const ac_handlers *h);
 
 /* debug (D23): only the buffered sender's send reads it (S15). */
 AC_EXTERN void ac_set_debug(ac_dispatcher *d, bool on);
@@ -458,8 +460,9 @@ AC_EXTERN void ac_log_infof(ac_dispatcher *d, const char *type, const char *fmt,
     AC_PRINTF(3, 4);
 
 /* Replace d's ignore_log_types (NULL-terminated, kept by reference: keep
- * it alive).  NULL goes back to the table's, else {"warning"}. */
-AC_EXTERN void ac_set_ignore_log_types(ac_dispatcher *d, const char *const *types);
+ * it alive).  NULL goes back to the table's, else {"warning"}.  0, or
+ * -ENOMEM (the list is kept out of line, allocated at the first call). */
+AC_EXTERN int ac_set_ignore_log_types(ac_dispatcher *d, const char *const *types);
 
 /* --------------------------------------------------- buffered sending */
 
@@ -488,7 +491,8 @@ AC_EXTERN int ac_buffered_set_chunk(ac_dispatcher *d, size_t chunk);
 
 /* Water marks (beyond asyncore, W3).  When the buffer grows above high,
  * handle_high_water runs once; when it then drains to low or less,
- * handle_low_water runs.  high 0 turns them off.  -EINVAL if low > high. */
+ * handle_low_water runs.  high 0 turns them off.  -EINVAL if low > high.
+ * A mark above 2 GiB - 1 counts as 2 GiB - 1 (they are kept in 8 bytes). */
 AC_EXTERN int ac_buffered_set_watermarks(ac_dispatcher *d, size_t low, size_t high);
 
 /* Close once everything queued has gone (asynchat's close_when_done, C15,

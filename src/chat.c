@@ -46,13 +46,16 @@ struct chat {
 
 static const struct ac_layer chat_layer;
 
-static struct chat *chat(const ac_dispatcher *d) { return d->layer == &chat_layer ? d->ext : NULL; }
+static struct chat *chat(const ac_dispatcher *d)
+{
+    return d->layer == &chat_layer ? ac__ext(d) : NULL;
+}
 
 ac_dispatcher *ac_chat_new(ac_map *m, const ac_handlers *h, void *user)
 {
     ac_dispatcher *d = ac__dispatcher_alloc(m, h, user, &chat_layer, sizeof(struct chat));
     if (d) {
-        struct chat *c = d->ext;
+        struct chat *c = ac__ext(d);
         c->in_size = c->out_size = AC_CHAT_BUFFER_SIZE;
     }
     return d;
@@ -73,7 +76,7 @@ static void free_queue(struct chat *c)
 /* The map releases d: queue and buffers go (after finalize, X4). */
 static void chat_release(ac_dispatcher *d)
 {
-    struct chat *c = d->ext;
+    struct chat *c = ac__ext(d);
     free_queue(c);
     free(c->in);
     free(c->term_bytes);
@@ -312,7 +315,7 @@ char *ac_chat_get_data(ac_dispatcher *d, size_t *len)
 
 static bool chat_writable(ac_dispatcher *d)
 {
-    struct chat *c = d->ext;
+    struct chat *c = ac__ext(d);
     return c->head || !d->connected; /* C18 */
 }
 
@@ -331,7 +334,7 @@ static void backpressure(ac_dispatcher *d, bool above)
     if (above)
         ac_set_reading(d, false);
     else
-        resume_reading(d, d->ext);
+        resume_reading(d, ac__ext(d));
 }
 
 /* After the bytes pending changed: the water marks (W3) and backpressure.
@@ -416,7 +419,7 @@ static int send_run(ac_dispatcher *d, struct chat *c)
  * producers are asked only at the head. */
 static int chat_initiate_send(ac_dispatcher *d)
 {
-    struct chat *c = d->ext;
+    struct chat *c = ac__ext(d);
     while (c->head && d->connected) {
         struct node *h = c->head;
         if (h->kind == NODE_CLOSE) {
@@ -499,7 +502,7 @@ int ac_chat_push_with_producer(ac_dispatcher *d, ac_producer *p)
 /* ac_close_when_done for this layer. */
 static int chat_close_when_done(ac_dispatcher *d)
 {
-    struct chat *c = d->ext;
+    struct chat *c = ac__ext(d);
     struct node *n = malloc(sizeof(*n));
     if (!n)
         return -ENOMEM;

@@ -17,15 +17,27 @@ static bool is_disconnected(int err)
            err == EPIPE || err == EBADF;
 }
 
+/* D1 addr := a copy of a.  An IPv4 address is kept in d itself; a longer
+ * one gets its own allocation.  A length no socket call accepts (0, or
+ * more than a sockaddr_storage) leaves no address: the call then fails. */
 static int set_addr(ac_dispatcher *d, const struct sockaddr *a, socklen_t len)
 {
-    struct sockaddr *copy = malloc(len ? len : 1);
-    if (!copy)
-        return -ENOMEM;
-    memcpy(copy, a, len);
-    free(d->addr);
-    d->addr = copy;
-    d->addrlen = len;
+    if (len == 0 || len > sizeof(struct sockaddr_storage))
+        len = 0;
+    struct sockaddr *out = NULL;
+    if (len > AC__ADDR_INLINE) {
+        out = malloc(len);
+        if (!out)
+            return -ENOMEM;
+        memcpy(out, a, len);
+    }
+    if (d->addrlen > AC__ADDR_INLINE)
+        free(d->addr.out);
+    if (out)
+        d->addr.out = out;
+    else if (len)
+        memcpy(d->addr.in, a, len);
+    d->addrlen = (uint8_t)len;
     return 0;
 }
 
@@ -71,9 +83,14 @@ int ac_create_socket(ac_dispatcher *d, int family, int type)
         close(fd);
         return rc;
     }
+    struct ac_rare *r = ac__rare(d);
+    if (!r) {
+        close(fd);
+        return -ENOMEM;
+    }
     drop_old_socket(d, fd);
-    d->family = family;
-    d->type = type;
+    r->family = family;
+    r->type = type;
     rc = ac_set_socket(d, fd);
     if (rc < 0) {
         close(fd);
@@ -190,9 +207,10 @@ int ac_accept(ac_dispatcher *d, struct sockaddr *addr, socklen_t *len)
  * and the chat channel use it for their chains. */
 ssize_t ac__sendv(ac_dispatcher *d, const struct iovec *iov, int iovcnt)
 {
-    ssize_t n = d->tp->ops->sendv(d->tp, d->fd, iov, iovcnt);
+    struct ac_transport *tp = ac__tp(d);
+    ssize_t n = tp->ops->sendv(tp, d->fd, iov, iovcnt);
     if (n >= 0) {
-        if (n > 0 && d->idle)
+        if (n > 0 && d->has_idle)
             ac__idle_activity(d);
         return n;
     }
@@ -216,9 +234,10 @@ ssize_t ac_recv(ac_dispatcher *d, void *buf, size_t len)
 {
     if (len == 0)
         return AC_RAISE(d, EINVAL, "recv"); /* W21, allowed deviation */
-    ssize_t n = d->tp->ops->recv(d->tp, d->fd, buf, len);
+    struct ac_transport *tp = ac__tp(d);
+    ssize_t n = tp->ops->recv(tp, d->fd, buf, len);
     if (n > 0) {
-        if (d->idle)
+        if (d->has_idle)
             ac__idle_activity(d);
         return n;
     }
@@ -262,13 +281,14 @@ ssize_t ac_recvfrom(ac_dispatcher *d, void *buf, size_t len, struct sockaddr *fr
 
 int ac_shutdown(ac_dispatcher *d, int how)
 {
-    int rc = d->tp->ops->shutdown(d->tp, d->fd, how);
+    struct ac_transport *tp = ac__tp(d);
+    int rc = tp->ops->shutdown(tp, d->fd, how);
     return rc < 0 ? AC_RAISE(d, -rc, "shutdown") : 0;
 }
 
 int ac_socket_error(ac_dispatcher *d)
 {
-    if (d->tp == &ac__file_transport)
+    if (ac__tp(d) == &ac__file_transport)
         return 0; /* F3: files answer 0, even once closed (F8) */
     int err = 0;
     socklen_t len = sizeof(err);
@@ -289,7 +309,8 @@ int ac_close(ac_dispatcher *d)
     int rc = 0;
     if (d->fd >= 0) {
         /* The descriptor is gone whatever close says (X11). */
-        int err = -d->tp->ops->close(d->tp, d->fd);
+        struct ac_transport *tp = ac__tp(d);
+        int err = -tp->ops->close(tp, d->fd);
         if (err > 0 && err != ENOTCONN && err != EBADF && err != EINTR)
             rc = AC_RAISE(d, err, "close");
         d->fd = -1;
@@ -332,12 +353,14 @@ int ac_fd(const ac_dispatcher *d) { return d->fd; }
 const struct sockaddr *ac_addr(const ac_dispatcher *d, socklen_t *len)
 {
     if (len)
-        *len = d->addr ? d->addrlen : 0;
-    return d->addr;
+        *len = d->addrlen;
+    if (!d->addrlen)
+        return NULL;
+    return d->addrlen > AC__ADDR_INLINE ? d->addr.out : (const struct sockaddr *)d->addr.in;
 }
 
-int ac_family(const ac_dispatcher *d) { return d->family; }
-int ac_socktype(const ac_dispatcher *d) { return d->type; }
+int ac_family(const ac_dispatcher *d) { return d->rare ? d->rare->family : 0; }
+int ac_socktype(const ac_dispatcher *d) { return d->rare ? d->rare->type : 0; }
 void *ac_user(const ac_dispatcher *d) { return d->user; }
 void ac_set_user(ac_dispatcher *d, void *user) { d->user = user; }
 ac_map *ac_map_of(const ac_dispatcher *d) { return d->map; }
@@ -500,7 +523,9 @@ int ac__marks_set(struct ac_marks *w, size_t low, size_t high)
 {
     if (high && low > high)
         return -EINVAL;
-    *w = (struct ac_marks){.low = low, .high = high};
+    *w = (struct ac_marks){.low = (uint32_t)(low < AC__MARK_MAX ? low : AC__MARK_MAX),
+                           .high = (uint32_t)(high < AC__MARK_MAX ? high : AC__MARK_MAX) &
+                                   AC__MARK_MAX};
     return 0;
 }
 

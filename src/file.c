@@ -15,17 +15,21 @@ int ac_set_file(ac_dispatcher *d, int fd)
 {
     if (d->closed || d->fd >= 0)
         return -EBADF;
+    struct ac_rare *r = ac__rare(d);
+    if (!r)
+        return -ENOMEM;
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* F1 */
     if (dup < 0)
         return AC_RAISE(d, errno, "dup");
-    d->tp = &ac__file_transport;
+    r->tp = &ac__file_transport;
+    d->has_tp = true;
     if (d->layer == &ac__base_layer)
         d->layer = &file_layer;
     int rc = ac_set_socket(d, dup);
     if (rc < 0) {
         close(dup);
         d->fd = -1;
-        d->tp = &ac__plain_transport;
+        d->has_tp = false;
     }
     return rc;
 }

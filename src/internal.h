@@ -30,27 +30,42 @@ struct ac_layer {
     int (*close_when_done)(ac_dispatcher *d); /* ac_close_when_done (W12, C15) */
 };
 
+/* What few dispatchers use, out of line so that an idle connection does
+ * not pay for it (issue 10): allocated at the first need, freed with d. */
+struct ac_rare {
+    struct ac_transport *tp;             /* when not the plain socket */
+    const char *const *ignore_log_types; /* ac_set_ignore_log_types */
+    ac_dispatcher *pprev, *pnext;        /* channels with predicates, map order */
+    struct ac_idle *idle;                /* ac_set_idle_timeout */
+    int family, type;                    /* ac_create_socket's */
+};
+
+/* The address kept in d itself when it fits: IPv4's sockaddr_in.  A longer
+ * one (IPv6, AF_UNIX) has its own allocation. */
+#define AC__ADDR_INLINE 16
+
+/* One dispatcher; the layer's state (buffered, chat) follows it in the same
+ * allocation (ac__ext).  The fields read on every event come first. */
 struct ac_dispatcher {
     ac_map *map;
     const ac_handlers *h;         /* the user's table, never NULL */
     const struct ac_layer *layer; /* the kind's table: base, file, buffered, chat */
-    struct ac_transport *tp;      /* how the bytes move: plain socket by default */
     void *user;
-    void *ext;             /* the layer's state, allocated with d */
-    struct sockaddr *addr; /* D1 addr, NULL = none */
-    const char *const *ignore_log_types;
-    struct ac_idle *idle;
-    ac_dispatcher *prev, *next;   /* map order (every live one); graveyard after close */
-    ac_dispatcher *pprev, *pnext; /* channels with predicates, map order */
-    ac_dispatcher *dirty_next;    /* interest changed, poller not told yet */
     int fd;
-    uint32_t gen; /* registration generation, for stale events (X5) */
-    socklen_t addrlen;
-    int family, type;
+    uint32_t gen;       /* registration generation, for stale events (X5) */
     uint8_t want, have; /* AC__WANT_* wanted, and as the poller knows it */
+    uint8_t addrlen;    /* D1 addr's length, 0 = none */
+    uint8_t lbits;      /* the layer's own flags */
     bool connected : 1, accepting : 1, connecting : 1, closing : 1;
     bool closed : 1, registered : 1, in_preds : 1, dirty : 1, debug : 1, read_paused : 1;
-    bool write_paused : 1;
+    bool write_paused : 1, has_tp : 1, has_idle : 1;
+    ac_dispatcher *prev, *next; /* map order (every live one); graveyard after close */
+    struct ac_rare *rare;       /* NULL until needed */
+    union {
+        unsigned char in[AC__ADDR_INLINE]; /* addrlen <= AC__ADDR_INLINE */
+        struct sockaddr *out;              /* longer: its own allocation */
+        void *align;
+    } addr;
 };
 
 struct ac_call {
@@ -67,12 +82,15 @@ struct ac_map {
     size_t count;                 /* registered channels (len(map)) */
     ac_dispatcher *head, *tail;   /* every live dispatcher, map order */
     ac_dispatcher *phead, *ptail; /* those with predicates */
-    ac_dispatcher *dirty;
+    ac_dispatcher **dirty;        /* interest changed, poller not told yet */
+    size_t ndirty, dirtycap;
+    bool dirty_lost;      /* the vector could not grow: collect looks at every channel */
     ac_dispatcher *grave; /* closed, memory not yet released */
     ac_dispatcher **snap; /* predicate snapshot of one iteration */
     size_t snapcap;
     struct ac_ready *ready;
     int readycap;
+    bool ready_full; /* the last wait filled ready[] */
     uint32_t gen;
     int depth;   /* > 0 while a loop or dispatch runs */
     int exit_rc; /* set to leave the loop (ac_loop_stop, L16, L17) */
@@ -105,14 +123,28 @@ extern const struct ac_layer ac__base_layer;
 #define AC__FN(d, f)                                                                               \
     ((d)->h->f ? (d)->h->f : (d)->layer->h.f ? (d)->layer->h.f : ac__base_layer.h.f)
 
-/* Water marks of an output queue (W3), for the layers that have one. */
+/* Water marks of an output queue (W3), for the layers that have one: 8
+ * bytes, so a mark above AC__MARK_MAX counts as AC__MARK_MAX (a queue of
+ * 2 GiB is far past any sensible mark). */
+#define AC__MARK_MAX 0x7fffffffu
 struct ac_marks {
-    size_t low, high; /* high 0: off */
-    bool above;       /* rose above high and not yet back to low */
+    uint32_t low;       /* high 0: off */
+    uint32_t high : 31; /* high 0: off */
+    uint32_t above : 1; /* rose above high and not yet back to low */
 };
 
+/* The layer's state, right after d (allocated together, ac__dispatcher_alloc). */
+static inline void *ac__ext(const ac_dispatcher *d) { return (char *)d + sizeof(*d); }
+
+/* d's transport: the plain socket unless ac_set_file (or TLS) gave another. */
+static inline struct ac_transport *ac__tp(const ac_dispatcher *d)
+{
+    return d->has_tp ? d->rare->tp : &ac__plain_transport;
+}
+
 /* map.c */
-ac_map *ac__map(ac_map *m); /* NULL -> the default map */
+ac_map *ac__map(ac_map *m);                 /* NULL -> the default map */
+struct ac_rare *ac__rare(ac_dispatcher *d); /* d->rare, allocated if need be; NULL: ENOMEM */
 ac_dispatcher *ac__dispatcher_alloc(ac_map *m, const ac_handlers *h, void *user,
                                     const struct ac_layer *layer, size_t extra);
 int ac__fd_fits(ac_dispatcher *d, int fd);

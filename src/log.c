@@ -33,8 +33,8 @@ static const char *const default_ignored[] = {"warning", NULL};
 static bool ignored(const ac_dispatcher *d, const char *type)
 {
     const char *const *list = default_ignored;
-    if (d && d->ignore_log_types)
-        list = d->ignore_log_types;
+    if (d && d->rare && d->rare->ignore_log_types)
+        list = d->rare->ignore_log_types;
     else if (d && d->h->ignore_log_types)
         list = d->h->ignore_log_types;
     else if (d && d->layer->h.ignore_log_types)
@@ -64,9 +64,15 @@ void ac_log_infof(ac_dispatcher *d, const char *type, const char *fmt, ...)
     ac_log_info(d, buf, type);
 }
 
-void ac_set_ignore_log_types(ac_dispatcher *d, const char *const *types)
+int ac_set_ignore_log_types(ac_dispatcher *d, const char *const *types)
 {
-    d->ignore_log_types = types;
+    if (!types && !d->rare)
+        return 0;
+    struct ac_rare *r = ac__rare(d);
+    if (!r)
+        return -ENOMEM;
+    r->ignore_log_types = types;
+    return 0;
 }
 
 /* ------------------------------------------------------------ describe */
@@ -98,13 +104,15 @@ static int format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size
 size_t ac_describe(const ac_dispatcher *d, char *buf, size_t size)
 {
     const char *name = d->h->name ? d->h->name : d->layer->h.name;
+    socklen_t len;
+    const struct sockaddr *sa = ac_addr(d, &len);
     /* Python's `accepting and addr`: an unnamed AF_UNIX address is '' (false). */
-    bool named = d->addr && !(d->addr->sa_family == AF_UNIX && d->addrlen <= sizeof(sa_family_t));
+    bool named = sa && !(sa->sa_family == AF_UNIX && len <= sizeof(sa_family_t));
     const char *status = d->accepting && named ? " listening" : d->connected ? " connected" : "";
     char addr[160] = "";
-    if (d->addr) {
+    if (sa) {
         addr[0] = ' ';
-        format_addr(d->addr, d->addrlen, addr + 1, sizeof(addr) - 1);
+        format_addr(sa, len, addr + 1, sizeof(addr) - 1);
     }
     int n = snprintf(buf, size, "<%s%s%s at %p>", name, status, addr, (const void *)d);
     return n < 0 ? 0 : (size_t)n;

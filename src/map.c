@@ -99,17 +99,17 @@ static void reap(ac_map *m)
     while (m->grave) {
         ac_dispatcher *d = m->grave;
         m->grave = d->next;
-        if (d->dirty) {
-            ac_dispatcher **pp = &m->dirty;
-            while (*pp != d)
-                pp = &(*pp)->dirty_next;
-            *pp = d->dirty_next;
-        }
+        if (d->dirty)
+            for (size_t i = 0; i < m->ndirty; i++)
+                if (m->dirty[i] == d)
+                    m->dirty[i] = NULL;
         if (d->h->finalize)
             d->h->finalize(d);
         if (d->layer->release)
             d->layer->release(d);
-        free(d->addr);
+        if (d->addrlen > AC__ADDR_INLINE)
+            free(d->addr.out);
+        free(d->rare);
         free(d);
     }
 }
@@ -130,6 +130,7 @@ int ac_map_free(ac_map *m)
     m->ops->close(m->poller);
     pthread_mutex_destroy(&m->lock);
     free(m->fds);
+    free(m->dirty);
     free(m->snap);
     free(m->ready);
     free(m->heap);
@@ -192,31 +193,36 @@ static void list_remove(ac_map *m, ac_dispatcher *d)
 /* Into the list of channels with predicates at d's place in map order
  * (L6): before the next one after d that is in it.  A channel just
  * registered is the map's last, so this is an append then. */
-static void preds_insert(ac_map *m, ac_dispatcher *d)
+static int preds_insert(ac_map *m, ac_dispatcher *d)
 {
+    struct ac_rare *r = ac__rare(d);
+    if (!r)
+        return -ENOMEM;
     ac_dispatcher *after = d->next;
     while (after && !after->in_preds)
         after = after->next;
-    d->pnext = after;
-    d->pprev = after ? after->pprev : m->ptail;
-    *(d->pprev ? &d->pprev->pnext : &m->phead) = d;
-    *(after ? &after->pprev : &m->ptail) = d;
+    r->pnext = after;
+    r->pprev = after ? after->rare->pprev : m->ptail;
+    *(r->pprev ? &r->pprev->rare->pnext : &m->phead) = d;
+    *(after ? &after->rare->pprev : &m->ptail) = d;
     d->in_preds = true;
+    return 0;
 }
 
 static void preds_remove(ac_map *m, ac_dispatcher *d)
 {
     if (!d->in_preds)
         return;
-    if (d->pprev)
-        d->pprev->pnext = d->pnext;
+    struct ac_rare *r = d->rare;
+    if (r->pprev)
+        r->pprev->rare->pnext = r->pnext;
     else
-        m->phead = d->pnext;
-    if (d->pnext)
-        d->pnext->pprev = d->pprev;
+        m->phead = r->pnext;
+    if (r->pnext)
+        r->pnext->rare->pprev = r->pprev;
     else
-        m->ptail = d->pprev;
-    d->pprev = d->pnext = NULL;
+        m->ptail = r->pprev;
+    r->pprev = r->pnext = NULL;
     d->in_preds = false;
 }
 
@@ -228,19 +234,23 @@ ac_dispatcher *ac__dispatcher_alloc(ac_map *m, const ac_handlers *h, void *user,
     m = ac__map(m);
     if (!m)
         return NULL;
-    size_t base = (sizeof(ac_dispatcher) + 15) & ~(size_t)15;
-    ac_dispatcher *d = calloc(1, base + extra);
+    ac_dispatcher *d = calloc(1, sizeof(*d) + extra); /* the layer's state: ac__ext */
     if (!d)
         return NULL;
     d->map = m;
     d->h = h ? h : &no_handlers;
     d->layer = layer;
-    d->tp = &ac__plain_transport;
     d->user = user;
-    d->ext = extra ? (char *)d + base : NULL;
     d->fd = -1;
     list_append(m, d);
     return d;
+}
+
+struct ac_rare *ac__rare(ac_dispatcher *d)
+{
+    if (!d->rare)
+        d->rare = calloc(1, sizeof(*d->rare));
+    return d->rare;
 }
 
 ac_dispatcher *ac_dispatcher_new(ac_map *m, const ac_handlers *h, void *user)
@@ -288,11 +298,21 @@ void ac__touch(ac_dispatcher *d)
     if (!d->registered || d->in_preds)
         return;
     d->want = (uint8_t)wanted(d);
-    if (d->want != d->have && !d->dirty) {
-        d->dirty = true;
-        d->dirty_next = d->map->dirty;
-        d->map->dirty = d;
+    if (d->want == d->have || d->dirty)
+        return;
+    ac_map *m = d->map;
+    if (m->ndirty == m->dirtycap) {
+        size_t cap = m->dirtycap ? 2 * m->dirtycap : 64;
+        ac_dispatcher **n = realloc(m->dirty, cap * sizeof(*n));
+        if (!n) {
+            m->dirty_lost = true; /* no memory: the next collect looks at all */
+            return;
+        }
+        m->dirty = n;
+        m->dirtycap = cap;
     }
+    d->dirty = true;
+    m->dirty[m->ndirty++] = d;
 }
 
 /* select() cannot wait on a descriptor >= FD_SETSIZE (L12, X9, W2).  One
@@ -331,10 +351,14 @@ int ac__register(ac_dispatcher *d)
         int cap = m->fdcap ? m->fdcap : 64;
         while (cap <= fd)
             cap *= 2;
-        ac_dispatcher **n = realloc(m->fds, (size_t)cap * sizeof(*n));
+        /* calloc, not realloc and memset: a large table is fresh zero pages,
+         * and those past the highest descriptor cost no memory until used. */
+        ac_dispatcher **n = calloc((size_t)cap, sizeof(*n));
         if (!n)
             return -ENOMEM;
-        memset(n + m->fdcap, 0, (size_t)(cap - m->fdcap) * sizeof(*n));
+        if (m->fdcap)
+            memcpy(n, m->fds, (size_t)m->fdcap * sizeof(*n));
+        free(m->fds);
         m->fds = n;
         m->fdcap = cap;
     }
@@ -349,8 +373,10 @@ int ac__register(ac_dispatcher *d)
     d->have = d->want = 0;
     list_remove(m, d); /* L2: (re-)insertion moves to the end */
     list_append(m, d);
-    if (has_predicates(d))
-        preds_insert(m, d);
+    if (has_predicates(d) && preds_insert(m, d) < 0) {
+        ac__unregister(d);
+        return -ENOMEM;
+    }
     ac__touch(d);
     return 0;
 }
@@ -378,16 +404,20 @@ void ac__bury(ac_dispatcher *d)
     m->grave = d;
 }
 
-void ac_set_handlers(ac_dispatcher *d, const ac_handlers *h)
+int ac_set_handlers(ac_dispatcher *d, const ac_handlers *h)
 {
+    const ac_handlers *old = d->h;
     d->h = h ? h : &no_handlers;
     if (d->registered && has_predicates(d) != d->in_preds) {
-        if (d->in_preds)
+        if (d->in_preds) {
             preds_remove(d->map, d);
-        else
-            preds_insert(d->map, d);
+        } else if (preds_insert(d->map, d) < 0) {
+            d->h = old;
+            return -ENOMEM;
+        }
     }
     ac__touch(d);
+    return 0;
 }
 
 int ac__internal_fd(ac_map *m, int fd, unsigned have, unsigned want)
@@ -445,7 +475,7 @@ int ac_map_set_poller(ac_map *m, ac_poller_kind kind)
 static int collect(ac_map *m)
 {
     size_t n = 0;
-    for (ac_dispatcher *d = m->phead; d; d = d->pnext) {
+    for (ac_dispatcher *d = m->phead; d; d = d->rare->pnext) {
         if (n == m->snapcap) {
             size_t cap = m->snapcap ? 2 * m->snapcap : 64;
             ac_dispatcher **s = realloc(m->snap, cap * sizeof(*s));
@@ -469,15 +499,26 @@ static int collect(ac_map *m)
                 return rc;
         }
     }
-    while (m->dirty) {
-        ac_dispatcher *d = m->dirty;
-        m->dirty = d->dirty_next;
+    /* Flushed from the end: an apply that fails leaves the rest queued. */
+    while (m->ndirty) {
+        ac_dispatcher *d = m->dirty[--m->ndirty];
+        if (!d) /* released since it was queued */
+            continue;
         d->dirty = false;
         if (d->registered && !d->in_preds && d->want != d->have) {
             int rc = apply(d, d->want);
             if (rc < 0)
                 return rc;
         }
+    }
+    if (m->dirty_lost) {
+        m->dirty_lost = false;
+        for (ac_dispatcher *d = m->head; d; d = d->next)
+            if (d->registered && !d->in_preds && d->want != d->have) {
+                int rc = apply(d, d->want);
+                if (rc < 0)
+                    return rc;
+            }
     }
     return 0;
 }
@@ -486,8 +527,12 @@ static int collect(ac_map *m)
 static int wait_ready(ac_map *m, double timeout)
 {
     int cap = (int)m->count + 8;
-    if (m->ops->batch_max && cap > m->ops->batch_max)
-        cap = m->ops->batch_max;
+    if (m->ops->batch_max) {
+        /* A batch (epoll): as many entries as the waits have needed, up to
+         * batch_max; a wait that filled it doubles it for the next. */
+        int need = m->readycap < 64 ? 64 : m->ready_full ? 2 * m->readycap : m->readycap;
+        cap = need < m->ops->batch_max ? need : m->ops->batch_max;
+    }
     if (m->readycap < cap) {
         struct ac_ready *r = realloc(m->ready, (size_t)cap * sizeof(*r));
         if (!r)
@@ -502,8 +547,10 @@ static int wait_ready(ac_map *m, double timeout)
         if (t >= 0 && (wait < 0 || t < wait))
             wait = t;
         int n = m->ops->wait(m->poller, wait, m->ready, m->readycap);
-        if (n != -EINTR)
+        if (n != -EINTR) {
+            m->ready_full = n == m->readycap;
             return n;
+        }
         if (deadline >= 0) {
             timeout = deadline - ac__clock();
             if (timeout < 0)

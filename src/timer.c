@@ -179,10 +179,15 @@ void ac__timers_detach(ac_map *m)
 
 /* ------------------------------------------------------- idle timeout */
 
+static struct ac_idle *idle_of(const ac_dispatcher *d)
+{
+    return d->has_idle ? d->rare->idle : NULL;
+}
+
 static double idle_fire(ac_timer *t, void *arg)
 {
     ac_dispatcher *d = arg;
-    struct ac_idle *idle = d->idle;
+    struct ac_idle *idle = idle_of(d);
     double left = idle->last + idle->seconds - ac__clock();
     if (left > 0)
         return left; /* there was activity: look again later */
@@ -191,7 +196,7 @@ static double idle_fire(ac_timer *t, void *arg)
         rc = ac__route_error(d, rc, "handle_timeout");
     if (rc)
         d->map->exit_rc = rc;
-    return d->idle && d->idle->timer == t && !d->closed ? idle->seconds : -1;
+    return idle_of(d) && idle_of(d)->timer == t && !d->closed ? idle->seconds : -1;
 }
 
 int ac_set_idle_timeout(ac_dispatcher *d, double seconds)
@@ -202,7 +207,10 @@ int ac_set_idle_timeout(ac_dispatcher *d, double seconds)
     }
     if (d->closed)
         return -EBADF;
-    if (!d->idle) {
+    struct ac_rare *r = ac__rare(d);
+    if (!r)
+        return -ENOMEM;
+    if (!idle_of(d)) {
         struct ac_idle *idle = calloc(1, sizeof(*idle));
         if (!idle)
             return -ENOMEM;
@@ -211,25 +219,27 @@ int ac_set_idle_timeout(ac_dispatcher *d, double seconds)
             free(idle);
             return -ENOMEM;
         }
-        d->idle = idle;
+        r->idle = idle;
+        d->has_idle = true;
     }
-    d->idle->seconds = seconds;
-    d->idle->last = ac__clock();
-    return ac_timer_start(d->idle->timer, seconds);
+    idle_of(d)->seconds = seconds;
+    idle_of(d)->last = ac__clock();
+    return ac_timer_start(idle_of(d)->timer, seconds);
 }
 
 void ac__idle_activity(ac_dispatcher *d)
 {
     /* Inside the loop the map's clock was read this iteration; outside it
      * may be long stale. */
-    d->idle->last = d->map->depth ? d->map->now : ac__clock();
+    idle_of(d)->last = d->map->depth ? d->map->now : ac__clock();
 }
 
 void ac__idle_release(ac_dispatcher *d)
 {
-    if (!d->idle)
+    if (!idle_of(d))
         return;
-    ac_timer_free(d->idle->timer);
-    free(d->idle);
-    d->idle = NULL;
+    ac_timer_free(d->rare->idle->timer);
+    free(d->rare->idle);
+    d->rare->idle = NULL;
+    d->has_idle = false;
 }

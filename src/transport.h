@@ -26,7 +26,8 @@
  * transport embeds struct ac_transport at the start of its own per-
  * connection state and gets it back from the pointer its functions are
  * given.  The plain and file transports have no state and are shared.
- * One pointer per dispatcher, so an idle connection pays 8 bytes for it. */
+ * The plain socket costs a dispatcher nothing; another transport is kept
+ * out of line (struct ac_rare, internal.h, ac__tp). */
 struct ac_transport {
     const struct ac_transport_ops *ops;
 };
