@@ -28,6 +28,14 @@ BUSY_PAUSE=${BUSY_PAUSE:-3}
 
 die() { echo "$NAME: $*" >&2; exit 1; }
 
+# The Python of the asyncore peers and the reports, by its real path: a
+# version manager's python3 shim (pyenv) costs half a second per start.
+# PY_ASYNC=1 when it has asyncore and asynchat (Python 3.11 and older).
+PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null)
+[ -x "$PY" ] || PY=python3
+PY_ASYNC=
+"$PY" -W ignore -c 'import asyncore, asynchat' 2>/dev/null && PY_ASYNC=1
+
 # The files of this session in $OUT: RAW (one key=value line per
 # measurement), TABLE (the report) and SLOG (the servers' stderr), each
 # name starting with PREFIX and ending with the time stamp.
@@ -220,7 +228,7 @@ report() {  # report.py servers...
     {
         machine
         echo
-        python3 "$ROOT/bench/$py" "$RAW" "$@"
+        "$PY" "$ROOT/bench/$py" "$RAW" "$@"
     } | tee "$TABLE"
     echo "$NAME: table in $TABLE" >&2
 }

@@ -10,7 +10,8 @@ key=value output; status=ok lines count, anything else does not.
 """
 import sys
 
-from report_lib import latency_cell, load, med, num, others_line, ratio_cell, table_head
+from report_lib import (latency_cell, load, med, num, others_line, placement_line, ratio_cell,
+                        table_head)
 
 NAMES = {
     "ac": "libasyncore chat channel",
@@ -35,6 +36,7 @@ def label(row):
 
 def main():
     runs, rows = load(sys.argv[1])
+    placement_line(sys.argv[1], "server on CPU 0, load generator on CPU 1")
     others_line(runs)
     servers = [s for s in (sys.argv[2:] or list(NAMES)) if any(k[0] == s for k in runs)]
     head, rule = table_head(servers, NAMES)

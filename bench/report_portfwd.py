@@ -111,7 +111,7 @@ ROWS = [
     ("cpu_rr50", "forwarder CPU µs per round trip, 50 connections", "%.1f", False),
     ("connrate", "connections/s (connect, 64 B echo, close)", "%.0f", True),
     ("cpu_connrate", "forwarder CPU µs per connection", "%.1f", False),
-    ("syscalls", "system calls per relayed connection (strace -c -f, 1,000 connections)",
+    ("syscalls", "system calls per relayed connection (strace -c -f, {conns} connections)",
      "%.1f", False),
     ("idle", "user-space KiB per idle relayed connection", "%.1f", False),
 ]
@@ -133,6 +133,9 @@ def main():
                 notes[kv["fwd"]].add("n=%d" % v)
             else:
                 vals[(m, kv["fwd"])].append(v)
+    # The syscalls row's connections per run (1,000; a quick run has fewer).
+    conns = "/".join(sorted({"{:,}".format(int(r["conns"])) for r in recs
+                             if r.get("row") == "syscalls" and "conns" in r})) or "1,000"
     print("| | " + " | ".join(FWD_NAMES.get(f, f) for f in fwds) + " |")
     print("|---|" + "---:|" * len(fwds))
     for key, label, fmt, ratio in ROWS:
@@ -159,7 +162,7 @@ def main():
             if ratio and bmed and f != "direct":
                 c += " (%.2fx)" % (med / bmed)
             cells.append(c)
-        print("| %s | %s |" % (label, " | ".join(cells)))
+        print("| %s | %s |" % (label.format(conns=conns), " | ".join(cells)))
     idle_notes = []
     for f in fwds:
         if notes.get(f):
@@ -174,9 +177,9 @@ def main():
               "their time is lost.")
     if any(k[0] == "syscalls" for k in vals):
         print("System calls: strace -c -f attached to the forwarder (its processes "
-              "included) over 1,000 connections of the connection row, in a run of its "
-              "own; total calls (epoll_wait included) / 1,000.  The per-call counts "
-              "are in the raw file (# lines).")
+              "included) over %s connections of the connection row, in a run of its "
+              "own; total calls (epoll_wait included) / connections.  The per-call "
+              "counts are in the raw file (# lines)." % conns)
     if idle_notes:
         print("Idle row, connections held per forwarder: " + "; ".join(idle_notes) + ".")
 

@@ -66,8 +66,8 @@ server_cmd() {  # server nodelay -> prints nothing, sets CMD or returns 1
     example) CMD=("$BUILD/examples/echo_server" -p 0) ;;
     libev | libevent | libuv) CMD=("$B/echo_$s" "${n[@]}") ;;
     asyncore)
-        python3 -c 'import asyncore' 2>/dev/null || return 1
-        CMD=(python3 "$ROOT/bench/peers/echo_asyncore.py" "${n[@]}")
+        [ -n "$PY_ASYNC" ] || return 1
+        CMD=("$PY" "$ROOT/bench/peers/echo_asyncore.py" "${n[@]}")
         ;;
     *) return 1 ;;
     esac
@@ -117,7 +117,7 @@ machine() {
     echo "- libevent $(pkg-config --modversion libevent 2>/dev/null || echo -)," \
         "libuv $(pkg-config --modversion libuv 2>/dev/null || echo -)," \
         "libev $(dpkg-query -W -f '${Version}' libev-dev 2>/dev/null || echo -)," \
-        "$(python3 --version 2>&1)"
+        "$("$PY" --version 2>&1)"
     machine_build loadgen
     machine_mode
     machine_reruns

@@ -57,8 +57,8 @@ server_cmd() {  # server -> sets CMD or returns 1
     acb) CMD=("$B/chat_ac" -b) ;;
     libevent) CMD=("$B/chat_libevent") ;;
     asynchat)
-        python3 -c 'import asynchat' 2>/dev/null || return 1
-        CMD=(python3 "$ROOT/bench/peers/chat_asynchat.py")
+        [ -n "$PY_ASYNC" ] || return 1
+        CMD=("$PY" "$ROOT/bench/peers/chat_asynchat.py")
         ;;
     *) return 1 ;;
     esac
@@ -83,7 +83,7 @@ load_cmd() {  # for measure(); conns and inflight are run_one's
 machine() {
     machine_head
     echo "- libevent $(pkg-config --modversion libevent 2>/dev/null || echo -)," \
-        "$(python3 --version 2>&1)"
+        "$("$PY" --version 2>&1)"
     machine_build lineload
     echo "- lines of $LINE bytes (\"\\n\" included)"
     machine_mode

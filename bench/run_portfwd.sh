@@ -40,7 +40,7 @@
 # Environment (defaults in brackets):
 #   BUILD     build tree                                      [build]
 #   QUICK=1   one round, 1 s windows after 0.2 s, no reruns, IDLE 500,
-#             IDLE_FORK 50 (lib.sh; `make bench-quick`)
+#             IDLE_FORK 50, SYSCALL_CONNS 200 (lib.sh; `make bench-quick`)
 #   ROUNDS    rounds                                          [3]
 #   SECS      measuring window per run, seconds               [3]
 #   WARMUP    warm-up per run, seconds (iperf3 -O, loadgen -w) [0.5]
@@ -49,7 +49,7 @@
 #   IDLE_FORK idle connections for the forking socat and redir (a process
 #             per connection; redir's listen backlog of 10 makes opening
 #             thousands take minutes; 400 times out at CAP)   [100]
-#   SYSCALL_CONNS  connections of the syscalls row            [1000]
+#   SYSCALL_CONNS  connections of the syscalls row    [1000; quick 200]
 #   FWDS      subset of: direct portfwd portfwd-ns socat rinetd redir haproxy asyncore
 #             (portfwd-ns = portfwd --no-splice)
 #   ROWS      subset of: bulk1 bulk4 bulk1R rr1 rr50 connrate idle syscalls
@@ -75,7 +75,7 @@ default IDLE 2000 500
 default IDLE_SMALL 400 200
 default IDLE_FORK 100 50
 default RETRIES 2 0
-SYSCALL_CONNS=${SYSCALL_CONNS:-1000}
+default SYSCALL_CONNS 1000 200
 FWDS=${FWDS:-"direct portfwd portfwd-ns socat rinetd redir haproxy asyncore"}
 ROWS=${ROWS:-"bulk1 bulk4 bulk1R rr1 rr50 connrate idle syscalls"}
 
@@ -98,7 +98,7 @@ NCPU=$(nproc)
 have() {  # forwarder -> is it installed?
     case $1 in
     direct | portfwd | portfwd-ns) return 0 ;;
-    asyncore) python3 -c 'import asyncore' 2>/dev/null ;;
+    asyncore) [ -n "$PY_ASYNC" ] ;;
     *) command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] ;;
     esac
 }
@@ -108,7 +108,7 @@ have() {  # forwarder -> is it installed?
 # binds without SO_REUSEADDR (redir) then fails.  bind() without
 # SO_REUSEADDR succeeds only on a port no socket holds at all.
 free_port() {
-    python3 -c '
+    "$PY" -c '
 import random, socket
 for _ in range(1000):
     p = random.randrange(20000, 32000)
@@ -226,7 +226,7 @@ start_fwd() {  # forwarder ; sets FWD_PID FWD_PORT (direct: the back end)
         return
         ;;
     asyncore)
-        setsid "${FWD_PIN[@]}" python3 "$ROOT/bench/peers/portfwd_asyncore.py" 0 127.0.0.1 "$BE_PORT" \
+        setsid "${FWD_PIN[@]}" "$PY" "$ROOT/bench/peers/portfwd_asyncore.py" 0 127.0.0.1 "$BE_PORT" \
             >"$tmp" 2>>"$SLOG" &
         FWD_PID=$!
         for _ in $(seq 200); do
@@ -352,7 +352,7 @@ client_bulk() {  # row -> sets RES
         kids_cpu=$(awk -v hz="$HZ" '{ t[$1] = $2 + $3 + $4 + $5 }
             END { for (k in t) { s += t[k]; n++ } printf "kids_cpu_s=%.3f kids_seen=%d", s / hz, n }' "$WORK/kids")
     fi
-    RES=$(python3 - "$WORK/iperf.json" <<'EOF'
+    RES=$("$PY" - "$WORK/iperf.json" <<'EOF'
 import json, sys
 try:
     j = json.load(open(sys.argv[1]))
@@ -513,7 +513,7 @@ machine() {
     echo "- portfwd: $("$PORTFWD" --version 2>&1 | head -1); socat $(dpkg-query -W -f '${Version}' socat 2>/dev/null)," \
         "rinetd $(dpkg-query -W -f '${Version}' rinetd 2>/dev/null), redir $(dpkg-query -W -f '${Version}' redir 2>/dev/null)," \
         "haproxy $(dpkg-query -W -f '${Version}' haproxy 2>/dev/null), iperf3 $(dpkg-query -W -f '${Version}' iperf3 2>/dev/null)," \
-        "$(python3 --version 2>&1)"
+        "$("$PY" --version 2>&1)"
     if [ ${#FWD_PIN[@]} -gt 0 ]; then
         echo "- pinning: client (loadgen, iperf3 -c) on CPU 1; server (echo_epoll, iperf3 -s) and forwarder on CPU 0"
     else
