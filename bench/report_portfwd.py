@@ -173,8 +173,8 @@ def main():
         print("Forwarder CPU µs: user + system time over the window of the forwarder's "
               "session (/proc/PID/task/*/schedstat of each of its processes, plus the "
               "time of the children they reaped) per round trip or connection; lower is "
-              "better.  ³ redir double-forks, so init reaps its connection processes and "
-              "their time is lost.")
+              "better." + ("  ³ redir double-forks, so init reaps its connection processes "
+                           "and their time is lost." if "redir" in fwds else ""))
     if any(k[0] == "syscalls" for k in vals):
         print("System calls: strace -c -f attached to the forwarder (its processes "
               "included) over %s connections of the connection row, in a run of its "
