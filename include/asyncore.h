@@ -227,7 +227,9 @@ AC_EXTERN ac_dispatcher *ac_dispatcher_new(ac_map *m, const ac_handlers *h, void
  * false and addr none.  Returns 0 or -errno; on failure d is unregistered
  * again and fd is still the caller's.  On success fd belongs to d.
  * -EMFILE: d's map uses select and fd >= FD_SETSIZE (deviation from L12,
- * see the pollers above): close fd, and only this connection fails. */
+ * see the pollers above): close fd, and only this connection fails.
+ * The fd given to handle_accepted by the default handle_accept, attached
+ * in that call, is non-blocking already: no fcntl is made for it. */
 AC_EXTERN int ac_attach(ac_dispatcher *d, int fd);
 
 /* create_socket (S1): a close-on-exec, non-blocking socket of the given
@@ -395,10 +397,15 @@ AC_EXTERN size_t ac_describe(const ac_dispatcher *d, char *buf, size_t size);
 /* The event translation, exported so tests can drive it directly (X1).
  * Each returns 0 or what the handler or the failing step returned; no guard
  * is applied (the caller routes failures). */
-AC_EXTERN int ac_handle_read_event(ac_dispatcher *d);    /* D6 */
-AC_EXTERN int ac_handle_write_event(ac_dispatcher *d);   /* D7 */
-AC_EXTERN int ac_handle_connect_event(ac_dispatcher *d); /* D8 */
-AC_EXTERN int ac_handle_expt_event(ac_dispatcher *d);    /* D9 */
+AC_EXTERN int ac_handle_read_event(ac_dispatcher *d);  /* D6 */
+AC_EXTERN int ac_handle_write_event(ac_dispatcher *d); /* D7 */
+/* D8.  Deviation: inside the loop under poll and epoll, when the event
+ * said writable with no error and no hang-up, SO_ERROR is not read (on
+ * Linux it is 0 then: a failed connect is reported as an error or hang-up,
+ * and under select SO_ERROR is always read).  An error that arrives between
+ * the wait and the dispatch is seen by the next recv or send instead. */
+AC_EXTERN int ac_handle_connect_event(ac_dispatcher *d);
+AC_EXTERN int ac_handle_expt_event(ac_dispatcher *d); /* D9 */
 
 /* Guarded single dispatches, as the loop does them.  select-style (L11):
  * read-, write- or expt-dispatch, any failure to handle_error.

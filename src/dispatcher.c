@@ -99,14 +99,32 @@ int ac_create_socket(ac_dispatcher *d, int family, int type)
     return rc;
 }
 
+/* D4 makes the socket non-blocking.  The descriptor the library has just
+ * accepted, attached inside the handle_accepted it was given to, is so
+ * already (accept4 with SOCK_NONBLOCK): no fcntl then (issue 10).  Taken
+ * once, so a second attach of that number asks the kernel.  getpeername
+ * stays: a connection reset in the accept queue must come out not
+ * connected and without addr (D4, S9). */
+static int make_nonblocking(ac_dispatcher *d, int fd)
+{
+    if (fd == d->map->accepted_fd) {
+        d->map->accepted_fd = -1;
+        return 0;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || ((fl & O_NONBLOCK) == 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+        return AC_RAISE(d, errno, "fcntl");
+    return 0;
+}
+
 int ac_attach(ac_dispatcher *d, int fd)
 {
     if (d->closed || fd < 0)
         return -EBADF;
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return AC_RAISE(d, errno, "fcntl");
-    int rc = ac_set_socket(d, fd);
+    int rc = make_nonblocking(d, fd);
+    if (rc < 0)
+        return rc;
+    rc = ac_set_socket(d, fd);
     if (rc < 0) {
         d->fd = -1;
         return rc;
@@ -389,7 +407,9 @@ bool ac_is_writing(const ac_dispatcher *d) { return !d->write_paused; }
 
 int ac_handle_connect_event(ac_dispatcher *d)
 {
-    int err = ac_socket_error(d);
+    /* D8 reads SO_ERROR; a poll event that said writable with no error or
+     * hang-up has already told (asyncore.h, ac_handle_connect_event). */
+    int err = d->map->connect_ok == d ? 0 : ac_socket_error(d);
     if (err < 0)
         return err;
     if (err > 0)
@@ -591,7 +611,13 @@ int ac_default_handle_accept(ac_dispatcher *d)
         return 0;
     if (fd < 0)
         return fd;
-    return AC__FN(d, handle_accepted)(d, fd, (struct sockaddr *)&ss, len);
+    /* For the length of this call ac_attach(fd) may skip its fcntl. */
+    ac_map *m = d->map;
+    int save = m->accepted_fd;
+    m->accepted_fd = fd;
+    int rc = AC__FN(d, handle_accepted)(d, fd, (struct sockaddr *)&ss, len);
+    m->accepted_fd = save;
+    return rc;
 }
 
 int ac_default_handle_accepted(ac_dispatcher *d, int fd, const struct sockaddr *addr,

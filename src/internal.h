@@ -96,6 +96,14 @@ struct ac_map {
     int exit_rc; /* set to leave the loop (ac_loop_stop, L16, L17) */
     double now;
     ac_error err; /* the current failure (D19) */
+    /* The descriptor accept4 just gave to handle_accepted, while that call
+     * runs and until ac_attach takes it: already non-blocking
+     * (ac_default_handle_accept).  -1 otherwise. */
+    int accepted_fd;
+    /* Set while d's poll event is dispatched when that event says writable
+     * without an error or hang-up: a connect completing then succeeded, and
+     * SO_ERROR need not be read (D8, Linux). */
+    const ac_dispatcher *connect_ok;
 
     ac_timer **heap;  /* timers, min-heap on (deadline, seq) */
     ac_timer *timers; /* every timer made on this map, for ac_map_free */

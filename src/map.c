@@ -65,6 +65,7 @@ int ac_map_new(ac_map **out, ac_poller_kind kind)
     m->ops = ops;
     m->sigfd = -1;
     m->evfd = -1;
+    m->accepted_fd = -1;
     m->now = ac__clock();
     sigemptyset(&m->sigmask);
     pthread_mutex_init(&m->lock, NULL);
@@ -616,7 +617,12 @@ static int dispatch_poll(ac_map *m, int n)
             ac_dispatcher *d = lookup(m, r->tag);
             if (!d)
                 continue;
+            /* poll and epoll report a failed connect as an error or a
+             * hang-up; writable alone means it succeeded (D8). */
+            bool ok = (r->events & (POLLOUT | POLLERR | POLLHUP | POLLNVAL)) == POLLOUT;
+            m->connect_ok = ok ? d : NULL;
             int rc = ac_readwrite(d, (short)r->events);
+            m->connect_ok = NULL;
             if (rc)
                 return rc;
         }

@@ -159,3 +159,120 @@ Test(compact, huge_marks_count_as_the_largest, .timeout = 5,
     close(sv[1]);
     tk_finish(m);
 }
+
+/* ------------------------------------------- attaching what was accepted */
+
+static int spare_fd = -1; /* a blocking socket attached inside handle_accepted */
+
+static int accepted_attach(ac_dispatcher *l, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    ac_dispatcher *c = tk_new_buffered(ac_map_of(l), &quiet, "c");
+    cr_assert_eq(ac_attach(c, fd), 0);
+    cr_assert(tk_nonblocking(fd));
+    cr_assert(ac_is_connected(c));
+    socklen_t alen;
+    const struct sockaddr *a = ac_addr(c, &alen);
+    cr_assert_not_null(a);
+    cr_assert_eq(alen, len);
+    cr_assert_eq(memcmp(a, addr, len), 0, "D4: addr is the accepted peer address");
+    if (spare_fd >= 0) { /* another descriptor, in the same call: made non-blocking */
+        cr_assert_not(tk_nonblocking(spare_fd));
+        ac_dispatcher *s = tk_new(ac_map_of(l), &quiet, "s");
+        cr_assert_eq(ac_attach(s, spare_fd), 0);
+        cr_assert(tk_nonblocking(spare_fd));
+        spare_fd = -1;
+    }
+    tk_tr("accepted");
+    return 0;
+}
+
+static void accept_then_attach(bool with_spare)
+{
+    static const ac_handlers lh = {.handle_accepted = accepted_attach, .finalize = tk_finalize};
+    ac_map *m = tk_map();
+    int sv[2] = {-1, -1};
+    if (with_spare) {
+        tk_socketpair(SOCK_STREAM, sv);
+        spare_fd = sv[0];
+    }
+    ac_dispatcher *l = tk_new(m, &lh, "l");
+    cr_assert_eq(ac_create_socket(l, AF_INET, SOCK_STREAM), 0);
+    struct sockaddr_storage ss;
+    socklen_t len = tk_loopback(AF_INET, &ss);
+    cr_assert_eq(ac_bind(l, (struct sockaddr *)&ss, len), 0);
+    cr_assert_eq(ac_listen(l, 5), 0);
+    len = sizeof(ss);
+    cr_assert_eq(getsockname(ac_fd(l), (struct sockaddr *)&ss, &len), 0);
+    int c = tk_connect_raw(&ss, len);
+    for (int i = 0; i < 20 && !strstr(tk_trace, "accepted"); i++)
+        cr_assert_eq(ac_poll(m, 0.1), 0);
+    cr_assert_str_eq(tk_trace, "accepted");
+    cr_assert_eq(spare_fd, -1);
+    close(c);
+    if (with_spare)
+        close(sv[1]);
+    tk_finish(m);
+}
+
+Test(compact, attach_in_handle_accepted, .timeout = 10,
+     .description = "D4 S9 D16: the descriptor handed to handle_accepted, attached there, is "
+                    "non-blocking, connected, with the accepted address")
+{
+    accept_then_attach(false);
+}
+
+Test(compact, attach_another_blocking_fd_in_handle_accepted, .timeout = 10,
+     .description = "D4: only the accepted descriptor skips the fcntl; another one attached in "
+                    "the same handle_accepted is still made non-blocking")
+{
+    accept_then_attach(true);
+}
+
+Test(compact, attach_blocking_fd_outside_accept, .timeout = 5,
+     .description = "D4: ac_attach makes a blocking descriptor non-blocking, and leaves a "
+                    "non-blocking one so")
+{
+    ac_map *m = tk_map();
+    int sv[2];
+    tk_socketpair(SOCK_STREAM, sv);
+    cr_assert_not(tk_nonblocking(sv[0]));
+    ac_dispatcher *a = tk_new(m, &quiet, "a");
+    cr_assert_eq(ac_attach(a, sv[0]), 0);
+    cr_assert(tk_nonblocking(sv[0]));
+    tk_set_nonblocking(sv[1]);
+    ac_dispatcher *b = tk_new(m, &quiet, "b");
+    cr_assert_eq(ac_attach(b, sv[1]), 0);
+    cr_assert(tk_nonblocking(sv[1]));
+    cr_assert(ac_is_connected(a) && ac_is_connected(b));
+    tk_finish(m);
+}
+
+/* ----------------------------------------- D8 without reading SO_ERROR */
+
+static int on_connect(ac_dispatcher *d)
+{
+    (void)d;
+    tk_tr("connect");
+    return 0;
+}
+
+Test(compact, connect_completion_under_every_poller, .timeout = 10,
+     .description = "D8: a connect that succeeds runs handle_connect once, then connected "
+                    "(SO_ERROR is not read when the event said writable without error)")
+{
+    static const ac_handlers h = {.handle_connect = on_connect, .finalize = tk_finalize};
+    ac_map *m = tk_map();
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int lfd = tk_listener(AF_INET, &ss, &len, 5);
+    ac_dispatcher *c = tk_new_buffered(m, &h, "c");
+    cr_assert_eq(ac_create_socket(c, AF_INET, SOCK_STREAM), 0);
+    cr_assert_eq(ac_connect(c, (struct sockaddr *)&ss, len), 0);
+    for (int i = 0; i < 20 && !ac_is_connected(c); i++)
+        cr_assert_eq(ac_poll(m, 0.1), 0);
+    cr_assert_str_eq(tk_trace, "connect");
+    cr_assert(ac_is_connected(c));
+    cr_assert_not(ac_is_connecting(c));
+    close(lfd);
+    tk_finish(m);
+}
