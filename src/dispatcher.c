@@ -478,7 +478,9 @@ static int guard_select(ac_dispatcher *d, int rc, const char *op)
  * is never told where an earlier, already handled one arose (D19, D20). */
 static ac_dispatcher *fresh(ac_dispatcher *d)
 {
-    d->map->err = (ac_error){0};
+    ac_error *e = &d->map->err;
+    if (e->err || e->op || e->file) /* mostly clear already: not rewritten per event */
+        *e = (ac_error){0};
     return d;
 }
 

@@ -207,6 +207,8 @@ int ac_buffered_send(ac_dispatcher *d, const void *data, size_t len)
         size_t chunk = b->q ? b->q->chunk : AC_SEND_CHUNK;
         size_t first = len < chunk ? len : chunk;
         ssize_t sent = ac_send(d, data, first);
+        if (sent == (ssize_t)len)
+            return 0; /* all gone: the buffer stayed empty, nothing changed */
         size_t done = sent > 0 ? (size_t)sent : 0;
         if (append(b, (const char *)data + done, len - done) < 0)
             return -ENOMEM;
