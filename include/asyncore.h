@@ -229,7 +229,9 @@ AC_EXTERN ac_dispatcher *ac_dispatcher_new(ac_map *m, const ac_handlers *h, void
  * -EMFILE: d's map uses select and fd >= FD_SETSIZE (deviation from L12,
  * see the pollers above): close fd, and only this connection fails.
  * The fd given to handle_accepted by the default handle_accept, attached
- * in that call, is non-blocking already: no fcntl is made for it. */
+ * in that call, is non-blocking already: no fcntl is made for it.  (So a
+ * handle_accepted that closes that fd must not attach a new descriptor
+ * that got the same number without making it non-blocking itself.) */
 AC_EXTERN int ac_attach(ac_dispatcher *d, int fd);
 
 /* create_socket (S1): a close-on-exec, non-blocking socket of the given
