@@ -93,25 +93,47 @@ ac_map *ac_default_map(void)
 
 ac_map *ac__map(ac_map *m) { return m ? m : ac_default_map(); }
 
-/* Release the memory of closed channels, running finalize first (X4).
- * A finalizer may close more channels: they are released in turn. */
+/* finalize (X4), then the layer's state, then the memory. */
+static void release(ac_dispatcher *d)
+{
+    if (d->h->finalize)
+        d->h->finalize(d);
+    if (d->layer->release)
+        d->layer->release(d);
+    if (d->addrlen > AC__ADDR_INLINE)
+        free(d->addr.out);
+    free(d->rare);
+    free(d);
+}
+
+/* The queued interest changes of closed channels go: they are about to be
+ * released.  Every closed channel not yet released is in the graveyard. */
+static void forget_dirty(ac_map *m)
+{
+    for (size_t i = 0; i < m->ndirty; i++)
+        if (m->dirty[i] && m->dirty[i]->closed)
+            m->dirty[i] = NULL;
+}
+
+/* Release the memory of closed channels (X4).  A finalizer may close more
+ * channels: they are released in turn.  The dirty queue is swept once per
+ * batch, not once per channel: a thousand channels closed in one
+ * iteration must not cost a million steps. */
 static void reap(ac_map *m)
 {
     while (m->grave) {
-        ac_dispatcher *d = m->grave;
-        m->grave = d->next;
-        if (d->dirty)
-            for (size_t i = 0; i < m->ndirty; i++)
-                if (m->dirty[i] == d)
-                    m->dirty[i] = NULL;
-        if (d->h->finalize)
-            d->h->finalize(d);
-        if (d->layer->release)
-            d->layer->release(d);
-        if (d->addrlen > AC__ADDR_INLINE)
-            free(d->addr.out);
-        free(d->rare);
-        free(d);
+        ac_dispatcher *batch = m->grave;
+        m->grave = NULL;
+        for (ac_dispatcher *d = batch; d; d = d->next)
+            if (d->dirty) {
+                forget_dirty(m);
+                break;
+            }
+        while (batch) {
+            ac_dispatcher *d = batch;
+            batch = d->next;
+            release(d);
+        }
     }
 }
 

@@ -961,3 +961,56 @@ Test(lifetime, close_from_signal_callback, .timeout = 5, .init = lt_init,
     lt_finish(m);
     close(ra);
 }
+
+/* ------------------------------ closed while an interest change is queued */
+
+/* The dispatchers of the test below, NULL-terminated. */
+static ac_dispatcher **queued_all;
+
+/* a's read pauses reading on every dispatcher in the map (each change is
+ * queued for the poller) and closes them all but the last. */
+static int h_read_pause_all_close(ac_dispatcher *d)
+{
+    check_alive(d, "read");
+    tk_tr("%s:read", tk_name(d));
+    cr_assert_eq(drain_recv(d), 0);
+    ac_dispatcher **all = queued_all;
+    for (int i = 0; all[i]; i++)
+        ac_set_reading(all[i], false);
+    for (int i = 0; all[i + 1]; i++)
+        lt_close(all[i], d);
+    return 0;
+}
+
+Test(lifetime, close_with_queued_interest_change, .timeout = 5, .init = lt_init,
+     .description = "X4 X7: channels closed while their interest change waits for the "
+                    "poller are released once; the change of the one left still applies")
+{
+    static const ac_handlers h = {
+        .handle_read = h_read_pause_all_close,
+        .handle_write = h_write_quiet,
+        .handle_close = h_close,
+        .handle_error = h_error,
+        .finalize = lt_finalize,
+    };
+    ac_map *m = tk_map();
+    enum { N = 5 };
+    int mine[N], raw[N];
+    ac_dispatcher *all[N + 1] = {0};
+    static const char *const names[N] = {"a", "b", "c", "d", "e"};
+    for (int i = 0; i < N; i++) {
+        pair(&mine[i], &raw[i]);
+        all[i] = lt_new(m, &h, names[i], mine[i]);
+    }
+    queued_all = all;
+    cr_assert_eq(write(raw[0], "x", 1), 1);
+    tk_iterate(m, 1);
+    cr_assert_eq(write(raw[N - 1], "y", 1), 1); /* e is never read: its reading is paused */
+    tk_iterate(m, 2);
+    cr_assert_str_eq(tk_trace, "a:read d:finalize c:finalize b:finalize a:finalize");
+    cr_assert_not(ac_is_reading(all[N - 1]));
+    cr_assert_eq(ac_close(all[N - 1]), 0);
+    lt_finish(m);
+    for (int i = 0; i < N; i++)
+        close(raw[i]);
+}
