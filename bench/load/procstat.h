@@ -19,23 +19,6 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Server CPU time in ns (user + system, as the scheduler counts it). */
-static uint64_t server_cpu_ns(int pid)
-{
-    if (pid <= 0)
-        return 0;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    unsigned long long ns = 0;
-    if (fscanf(f, "%llu", &ns) != 1)
-        ns = 0;
-    fclose(f);
-    return ns;
-}
-
 /* The first number of a schedstat file: the task's CPU time in ns. */
 static uint64_t schedstat_ns(const char *path)
 {
@@ -47,6 +30,16 @@ static uint64_t schedstat_ns(const char *path)
         ns = 0;
     fclose(f);
     return ns;
+}
+
+/* Server CPU time in ns (user + system, as the scheduler counts it). */
+static uint64_t server_cpu_ns(int pid)
+{
+    if (pid <= 0)
+        return 0;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
+    return schedstat_ns(path);
 }
 
 /* CPU time in ns of every process of session sid (bench/run_portfwd.sh
