@@ -1,0 +1,41 @@
+/* Address ranges (CIDR) for the tools' client and destination rules.
+ *
+ * Rules compare addresses as addresses, never as text: every address is
+ * seen in its IPv6 form, an IPv4 address as ::ffff:a.b.c.d, so that an
+ * IPv4 rule matches an IPv4 client that arrives on a dual-stack socket as
+ * ::ffff:a.b.c.d, and "10.0.0.0/8" and "::ffff:10.0.0.0/104" are the same
+ * range.
+ */
+#ifndef TOOL_CIDR_H
+#define TOOL_CIDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct cidr {
+    uint8_t addr[16]; /* IPv6 form, host bits cleared */
+    unsigned prefix;  /* 0..128, in the IPv6 form */
+};
+
+/* A list of ranges (empty: matches nothing). */
+struct cidr_list {
+    struct cidr *v;
+    size_t n, cap;
+};
+
+/* Parse "10.0.0.0/8", "192.168.1.7" (/32), "::1" (/128), "fd00::/8".
+ * Host bits set past the prefix ("10.1.2.3/8") are accepted and cleared.
+ * Returns 0 or -EINVAL (anything else, names included). */
+int cidr_parse(const char *text, struct cidr *out);
+
+/* Parse and append; 0, -EINVAL, -ENOMEM. */
+int cidr_list_add(struct cidr_list *l, const char *text);
+void cidr_list_free(struct cidr_list *l);
+
+/* Whether sa (AF_INET or AF_INET6; anything else never matches) is in c. */
+bool cidr_match(const struct cidr *c, const struct sockaddr *sa);
+bool cidr_list_match(const struct cidr_list *l, const struct sockaddr *sa);
+
+#endif /* TOOL_CIDR_H */
