@@ -27,7 +27,12 @@ struct cidr_list {
 
 /* Parse "10.0.0.0/8", "192.168.1.7" (/32), "::1" (/128), "fd00::/8".
  * Host bits set past the prefix ("10.1.2.3/8") are accepted and cleared.
- * Returns 0 or -EINVAL (anything else, names included). */
+ * Returns 0 or -EINVAL (anything else, names included): the address is
+ * what inet_pton() takes (IPv4 as four decimal parts, IPv6 without a
+ * zone), the prefix plain decimal digits without a leading zero, 0..32
+ * after an IPv4 address and 0..128 after an IPv6 one; no blanks, no sign,
+ * nothing after the prefix, no empty address or prefix ("/8", "1.2.3.4/").
+ * *out is written only on success. */
 int cidr_parse(const char *text, struct cidr *out);
 
 /* Parse and append; 0, -EINVAL, -ENOMEM. */
