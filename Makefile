@@ -6,7 +6,8 @@
 #   make install        into $(PREFIX)
 #   make bench          the benchmarks' peers (bench/deps.sh installs them as
 #                       root on Debian, else says what to install), build, then
-#                       bench/run.sh, run_chat.sh and run_portfwd.sh
+#                       bench/run.sh, run_chat.sh, run_portfwd.sh and
+#                       run_socks5d.sh
 #   make bench-quick    the same, QUICK=1: one round of short windows, about
 #                       3 minutes (also: make bench QUICK=1)
 #   make fuzz           build-fuzz/ with clang, each fuzz_* for $(FUZZ_SECONDS) s
@@ -75,6 +76,7 @@ bench:
 	@$(BENCH_ENV) bash bench/run.sh
 	@$(BENCH_ENV) bash bench/run_chat.sh
 	@$(BENCH_ENV) bash bench/run_portfwd.sh
+	@$(BENCH_ENV) bash bench/run_socks5d.sh
 
 bench-quick:
 	@$(MAKE) --no-print-directory bench QUICK=1

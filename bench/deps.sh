@@ -2,9 +2,13 @@
 # bench/deps.sh — what the benchmarks need beyond the build (`make bench`
 # runs it first; CI does not: `make test` needs none of it).
 #
-# The peers the three benchmarks compare against and the tools they run:
+# The peers the four benchmarks compare against and the tools they run:
 #   commands  socat rinetd redir haproxy iperf3 strace python3 taskset
-#             setsid pgrep ss
+#             setsid pgrep ss; microsocks, danted (dante-server), nginx
+#             (nginx-light) and curl for run_socks5d.sh.  Debian starts the
+#             nginx and danted services it installs unless policy-rc.d
+#             forbids it; the benchmark never uses them (it starts its own,
+#             on free loopback ports, with configs of their own)
 #   libraries libevent-dev libuv1-dev libev-dev (the echo and chat peers,
 #             found when CMake configures the build tree)
 #   Python    asyncore and asynchat (in Python up to 3.11; later ones have
@@ -22,7 +26,8 @@ BENCH_INSTALL=${BENCH_INSTALL:-1}
 
 # command package
 COMMANDS="socat:socat rinetd:rinetd redir:redir haproxy:haproxy iperf3:iperf3 strace:strace
-    python3:python3 taskset:util-linux setsid:util-linux pgrep:procps ss:iproute2"
+    python3:python3 taskset:util-linux setsid:util-linux pgrep:procps ss:iproute2
+    microsocks:microsocks danted:dante-server nginx:nginx-light curl:curl"
 LIBS="libevent-dev libuv1-dev libev-dev"
 
 installed() {  # package
