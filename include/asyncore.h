@@ -326,6 +326,33 @@ AC_EXTERN int ac_socket_error(ac_dispatcher *d);
  * dispatcher cannot get a new socket (-EBADF). */
 AC_EXTERN int ac_close(ac_dispatcher *d);
 
+/* Take d's descriptor back (beyond asyncore): d leaves the map and the
+ * poller and ends as if closed (ac_is_closed is true, no handler runs,
+ * finalize runs later as usual, its close hook runs now), but its
+ * descriptor stays open and is returned, the caller's from now on, with
+ * its flags unchanged (a socket of the library stays non-blocking).  This
+ * is how a handshake hands its socket to another object (ac_relay_new).
+ * -EBADF: d has no descriptor.  -EINVAL: d is closed, or its transport has
+ * state of its own that cannot be handed over (TLS).  -EBUSY: d's layer
+ * still holds bytes (a buffered dispatcher's or chat channel's output, a
+ * chat channel's input not yet handed over): wait until they are gone
+ * (ac_buffered_pending or ac_chat_pending 0), so nothing is dropped
+ * silently.  On failure d is unchanged. */
+AC_EXTERN int ac_detach(ac_dispatcher *d);
+
+/* The close hook (beyond asyncore), meant for modules that keep a pointer
+ * to a dispatcher they do not own (the resolver's ac_connect_name): fn(d,
+ * arg) runs once, when d gets closed -- by ac_close, ac_close_all, a
+ * default handler, ac_detach, ac_map_free -- right after its descriptor is
+ * closed (d has none then, and ac_is_closed is true), so that the module
+ * knows it may not call into d any more; d's memory stays valid until its
+ * finalize.  The hook may close other dispatchers; it must not free d's
+ * map or run a loop.  One slot per dispatcher: 0, -EBUSY when a hook is
+ * set already (set NULL first), -EBADF on a closed d, -ENOMEM.  fn NULL
+ * empties the slot (0).  A dispatcher without a hook pays nothing. */
+typedef void (*ac_close_hook_fn)(ac_dispatcher *d, void *arg);
+AC_EXTERN int ac_set_close_hook(ac_dispatcher *d, ac_close_hook_fn fn, void *arg);
+
 /* ----------------------------------------------------- state accessors */
 
 /* The flags of D1/D2.  The library sets them as D5 says; you may set them

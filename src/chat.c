@@ -573,6 +573,15 @@ int ac_chat_set_watermarks(ac_dispatcher *d, size_t low, size_t high)
     return rc;
 }
 
+/* ac_detach refuses while output is queued (bytes, producers, the close
+ * marker) or input is held back (a terminator prefix, C10; the opt-in
+ * collector's bytes). */
+static bool chat_holds_bytes(const ac_dispatcher *d)
+{
+    const struct chat *c = ac__ext(d);
+    return c->head || c->in_len || c->inc_len;
+}
+
 static const struct ac_layer chat_layer = {
     .h =
         {
@@ -585,4 +594,5 @@ static const struct ac_layer chat_layer = {
     .release = chat_release,
     .initiate_send = chat_initiate_send,
     .close_when_done = chat_close_when_done,
+    .holds_bytes = chat_holds_bytes,
 };

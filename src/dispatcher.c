@@ -315,6 +315,21 @@ int ac_socket_error(ac_dispatcher *d)
     return err;
 }
 
+/* The end common to ac_close and ac_detach, once d has no descriptor:
+ * closed, into the graveyard, then the close hook (run once). */
+static void end(ac_dispatcher *d)
+{
+    d->closed = true;
+    ac__bury(d);
+    if (!d->has_hook)
+        return;
+    ac_close_hook_fn fn = d->rare->close_hook;
+    void *arg = d->rare->close_arg;
+    d->rare->close_hook = NULL;
+    d->has_hook = false;
+    fn(d, arg);
+}
+
 int ac_close(ac_dispatcher *d)
 {
     /* S12: the flags are cleared by every close, also a second one (after
@@ -333,9 +348,50 @@ int ac_close(ac_dispatcher *d)
             rc = AC_RAISE(d, err, "close");
         d->fd = -1;
     }
-    d->closed = true;
-    ac__bury(d);
+    end(d);
     return rc;
+}
+
+int ac_detach(ac_dispatcher *d)
+{
+    if (d->closed)
+        return -EINVAL;
+    if (d->fd < 0)
+        return -EBADF;
+    /* The plain socket and a file's duplicate have no state of their own;
+     * another transport (TLS) would lose its session. */
+    if (d->has_tp && d->rare->tp != &ac__file_transport)
+        return -EINVAL;
+    if (d->layer->holds_bytes && d->layer->holds_bytes(d))
+        return -EBUSY;
+    int fd = d->fd;
+    d->connected = d->accepting = d->connecting = false;
+    ac__unregister(d);
+    ac__idle_release(d);
+    d->fd = -1;
+    end(d);
+    return fd;
+}
+
+int ac_set_close_hook(ac_dispatcher *d, ac_close_hook_fn fn, void *arg)
+{
+    if (!fn) {
+        if (d->has_hook)
+            d->rare->close_hook = NULL;
+        d->has_hook = false;
+        return 0;
+    }
+    if (d->closed)
+        return -EBADF;
+    if (d->has_hook)
+        return -EBUSY;
+    struct ac_rare *r = ac__rare(d);
+    if (!r)
+        return -ENOMEM;
+    r->close_hook = fn;
+    r->close_arg = arg;
+    d->has_hook = true;
+    return 0;
 }
 
 /* ------------------------------------------------------------- state */

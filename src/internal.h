@@ -28,6 +28,9 @@ struct ac_layer {
     void (*release)(ac_dispatcher *d);        /* free d->ext's contents, after finalize */
     int (*initiate_send)(ac_dispatcher *d);   /* ac_initiate_send (S16, C16) */
     int (*close_when_done)(ac_dispatcher *d); /* ac_close_when_done (W12, C15) */
+    /* Whether the layer still holds bytes that ac_detach would drop:
+     * output not yet sent, input not yet handed to the user. */
+    bool (*holds_bytes)(const ac_dispatcher *d);
 };
 
 /* What few dispatchers use, out of line so that an idle connection does
@@ -38,6 +41,8 @@ struct ac_rare {
     ac_dispatcher *pprev, *pnext;        /* channels with predicates, map order */
     struct ac_idle *idle;                /* ac_set_idle_timeout */
     int family, type;                    /* ac_create_socket's */
+    ac_close_hook_fn close_hook;         /* ac_set_close_hook (d->has_hook) */
+    void *close_arg;
 };
 
 /* The address kept in d itself when it fits: IPv4's sockaddr_in.  A longer
@@ -58,7 +63,7 @@ struct ac_dispatcher {
     uint8_t lbits;      /* the layer's own flags */
     bool connected : 1, accepting : 1, connecting : 1, closing : 1;
     bool closed : 1, registered : 1, in_preds : 1, dirty : 1, debug : 1, read_paused : 1;
-    bool write_paused : 1, has_tp : 1, has_idle : 1;
+    bool write_paused : 1, has_tp : 1, has_idle : 1, has_hook : 1;
     ac_dispatcher *prev, *next; /* map order (every live one); graveyard after close */
     struct ac_rare *rare;       /* NULL until needed */
     union {

@@ -254,6 +254,9 @@ static int buffered_close_when_done(ac_dispatcher *d)
     return 0;
 }
 
+/* ac_detach waits for the queue to drain (nothing is dropped silently). */
+static bool buffered_holds_bytes(const ac_dispatcher *d) { return pending(sb(d)) > 0; }
+
 static const struct ac_layer buffered_layer = {
     .h =
         {
@@ -264,4 +267,5 @@ static const struct ac_layer buffered_layer = {
     .release = buffered_release,
     .initiate_send = buffered_initiate_send,
     .close_when_done = buffered_close_when_done,
+    .holds_bytes = buffered_holds_bytes,
 };
