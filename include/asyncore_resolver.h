@@ -21,6 +21,7 @@
 
 #include "asyncore.h"
 
+#include <netinet/in.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
