@@ -165,8 +165,9 @@ def main():
     print("Medians of %d counted runs; (x) = ratio to direct, higher is better on every row "
           "(for the rows in seconds: direct's time / the proxy's); ¹ = one sample." % len(recs))
     print("Proxy CPU: user + system time of the proxy's whole process tree (its session: "
-          "/proc/PID/task/*/schedstat of each process, plus the children they reaped).  "
-          "Handshakes, direct: TCP connects/s to the sink (the connect completes).")
+          "the CPU clock of each process, which keeps the time of its exited threads, plus "
+          "the children they reaped), over the transfer or the window.  Handshakes, direct: "
+          "TCP connects/s to the sink (the connect completes).")
     idle = ["%s: %s" % (NAMES.get(p, p), ", ".join(sorted(notes[p]))) for p in prxs if notes.get(p)]
     if idle:
         print("Idle row: growth of the proxy's memory from 1 to 1 + n tunnels, per tunnel (Rss of "
