@@ -356,9 +356,12 @@ static struct snap take_snap(void)
 static void print_window(const struct snap *a, const struct snap *b, uint64_t done)
 {
     double secs = (double)(b->t - a->t) / 1e9;
+    const char *status = done == 0 ? "fail" : "ok"; /* a proxy that refused them all */
+    if (interrupted)
+        status = "interrupted";
     printf("mode=%s status=%s inflight=%d secs=%.3f count=%llu rate=%.0f errors=%llu",
-           o.mode == MODE_DIRECT ? "direct" : "hs", interrupted ? "interrupted" : "ok", o.inflight,
-           secs, (unsigned long long)done, (double)done / secs, errors);
+           o.mode == MODE_DIRECT ? "direct" : "hs", status, o.inflight, secs,
+           (unsigned long long)done, (double)done / secs, errors);
     if (o.pid > 0 && done > 0)
         printf(" srv_cpu=%.3f srv_ns_per_op=%.0f srv_scope=%s",
                (double)(b->cpu - a->cpu) / 1e9 / secs, (double)(b->cpu - a->cpu) / (double)done,
