@@ -32,8 +32,11 @@ declare -A rank=(
     [asynchat.h]=3 [chat.c]=3 [producer.c]=3
     # 4: the relay
     [asyncore_relay.h]=4 [relay.c]=4
+    # 5: the resolver (src/resolver/, a library of its own on c-ares): the
+    # public asyncore.h only, checked below
+    [asyncore_resolver.h]=5 [resolver_private.h]=5 [resolver.c]=5 [connect.c]=5
 )
-layer_name=(seams map/dispatcher sendbuf chat relay)
+layer_name=(seams map/dispatcher sendbuf chat relay resolver)
 
 fail=0
 complain() {
@@ -47,7 +50,8 @@ code() {
     gcc -fpreprocessed -dD -E -P -x c "$1" 2>/dev/null || cat "$1"
 }
 
-files=(src/*.c src/*.h include/*.h)
+shopt -s nullglob
+files=(src/*.c src/*.h src/resolver/*.c src/resolver/*.h include/*.h)
 declare -A body
 for f in "${files[@]}"; do
     b=${f##*/}
@@ -102,6 +106,23 @@ for f in "${files[@]}"; do
         fi
     done
 
+    # The resolver sees the core from outside: public headers and its own
+    # private one only, no ac__/AC__ name of the core (issue 11).
+    if [[ $f == src/resolver/* ]]; then
+        for inc in $(grep -oE '^#[[:space:]]*include[[:space:]]+"[^"]+"' "$f" | grep -oE '"[^"]+"' | tr -d '"'); do
+            case $inc in
+            asyncore.h | asyncore_resolver.h | resolver_private.h) ;;
+            *) complain "$f includes \"$inc\": the resolver uses the public API only" ;;
+            esac
+        done
+        for n in $(grep -oE '\b(ac__|AC__)[A-Za-z0-9_]+' <<<"$src" | sort -u); do
+            d=${definer[$n]:-}
+            if [[ -n $d && $d != src/resolver/* ]]; then
+                complain "$f uses $n, defined by $d: the resolver uses the public API only"
+            fi
+        done
+    fi
+
     hit=$(grep -noE '[=!]=[[:space:]]*&[[:space:]]*ac__poller_[a-z0-9_]+' <<<"$src" | head -1)
     if [[ -n $hit ]]; then
         complain "$f tests its backend (${hit#*:}): put what it needs into struct ac_poller_ops"
@@ -109,7 +130,7 @@ for f in "${files[@]}"; do
 done
 
 if ((fail)); then
-    echo "layers.sh: the order is pollers and transport -> map/dispatcher -> sendbuf -> chat -> relay; no arrow back up"
+    echo "layers.sh: the order is pollers and transport -> map/dispatcher -> sendbuf -> chat -> relay -> resolver; no arrow back up"
     exit 1
 fi
 exit 0
