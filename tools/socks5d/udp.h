@@ -26,7 +26,6 @@
 
 #include "proto.h"
 
-#include <netinet/in.h> /* before asyncore_resolver.h, whose ac_address needs it */
 #include <stdint.h>
 #include <sys/socket.h>
 
