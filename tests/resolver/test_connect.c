@@ -544,3 +544,101 @@ Test(connect_name, refuses_a_dispatcher_with_a_socket, .timeout = 10)
     cr_assert_eq(ac_connect_name(d, fx.r, "127.0.0.1", 1, NULL), -EINVAL);
     teardown(&fx);
 }
+
+/* ------------------------------------------------ from inside a filter */
+
+static ac_connect_req *self;
+static ac_resolver *resolver_to_free;
+
+static bool cancel_self(void *arg, const struct sockaddr *addr, socklen_t len)
+{
+    record(arg, addr, len);
+    ac_resolver_connect_cancel(self);
+    return true;
+}
+
+static bool free_resolver(void *arg, const struct sockaddr *addr, socklen_t len)
+{
+    record(arg, addr, len);
+    ac_resolver_free(resolver_to_free);
+    return true;
+}
+
+Test(connect, filter_cancels_or_frees, .timeout = 10,
+     .description = "the filter cancels its request, or frees the resolver: no callback")
+{
+    struct fixture fx = {0};
+    setup(&fx);
+    uint16_t port;
+    int l = listener_on(AF_INET, 0, 4, &port);
+    struct outcome o = {0};
+    ac_connect_config cfg = {.filter = cancel_self};
+    self = start(&fx, "127.0.0.1", port, &cfg, &o);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(ac_poll(fx.m, 0.01), 0);
+    char want[80];
+    snprintf(want, sizeof(want), "127.0.0.1:%u", port);
+    cr_assert_str_eq(tried, want);
+    cr_assert_eq(o.calls, 0);
+    cr_assert_eq(ac_map_count(fx.m), 1);
+
+    resolver_to_free = fx.r;
+    cfg.filter = free_resolver;
+    start(&fx, "127.0.0.1", port, &cfg, &o);
+    start(&fx, "127.0.0.1", port, NULL, &o); /* ends with the resolver */
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(ac_poll(fx.m, 0.01), 0);
+    fx.r = NULL;
+    cr_assert_eq(o.calls, 0);
+    cr_assert_eq(ac_map_count(fx.m), 1);
+    close(l);
+    teardown(&fx);
+}
+
+static bool close_owner(void *arg, const struct sockaddr *addr, socklen_t len)
+{
+    record(arg, addr, len);
+    ac_close(arg); /* arg: ac_connect_name's dispatcher */
+    return true;
+}
+
+Test(connect_name, filter_closes_the_dispatcher, .timeout = 10)
+{
+    struct fixture fx = {0};
+    setup(&fx);
+    uint16_t port;
+    int l = listener_on(AF_INET, 0, 4, &port);
+    ac_dispatcher *d = ac_dispatcher_new(fx.m, &named, NULL);
+    ac_connect_config cfg = {.filter = close_owner};
+    cr_assert_eq(ac_connect_name(d, fx.r, "127.0.0.1", port, &cfg), 0);
+    cr_assert(rig_wait_count(fx.m, &finalized, 1, 5.0));
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(ac_poll(fx.m, 0.01), 0);
+    cr_assert_str_eq(trace, "finalize");
+    cr_assert_eq(ac_map_count(fx.m), 1);
+    close(l);
+    teardown(&fx);
+}
+
+Test(connect, attempt_closed_by_the_map, .timeout = 10,
+     .description = "ac_close_all closes an attempt: the request ends -ECONNABORTED, later")
+{
+    struct fixture fx = {0};
+    setup(&fx);
+    uint16_t port;
+    int filler;
+    int l = blackhole(AF_INET, 0, &port, &filler);
+    struct outcome o = {0};
+    start(&fx, "127.0.0.1", port, NULL, &o);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(ac_poll(fx.m, 0.01), 0);
+    cr_assert_eq(ac_map_count(fx.m), 2);
+    cr_assert_eq(ac_close_all(fx.m, false), 0);
+    cr_assert_eq(o.calls, 0, "not inside ac_close_all");
+    fake_dns_start(&fx.dns, fx.m); /* something for the loop to run on */
+    cr_assert(rig_wait_count(fx.m, &o.calls, 1, 5.0));
+    cr_assert_eq(o.fd, -ECONNABORTED);
+    close(filler);
+    close(l);
+    teardown(&fx);
+}
