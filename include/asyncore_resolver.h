@@ -13,8 +13,17 @@
  *
  * Callbacks never run inside the call that started the request: a result
  * known at once (a numeric address, /etc/hosts) is delivered by the loop,
- * at its next iteration.  A call that fails (returns < 0) never calls its
- * callback.  A request that was cancelled never calls it either.
+ * at its next iteration, through a timer of the map.  Like every timer it
+ * runs only while the loop does, and ac_loop returns when the map has no
+ * channel left (L4): a program whose map is otherwise empty keeps a
+ * channel in it.  A call that fails (returns < 0) never calls its
+ * callback.  A request that was cancelled never calls it either.  A
+ * callback may start, cancel or free anything, its own resolver included.
+ *
+ * c-ares has no per-query cancel: a cancelled lookup's query stays with
+ * c-ares (and so its socket and timer in the map) until it is answered or
+ * times out; only its callback is gone.  Numeric IPv6 addresses with a
+ * scope ("fe80::1%eth0") are not understood as addresses.
  */
 #ifndef ASYNCORE_RESOLVER_H
 #define ASYNCORE_RESOLVER_H
@@ -46,8 +55,11 @@ typedef struct ac_connect_req ac_connect_req; /* a connect by name in flight */
 /* Options of a resolver.  All zero (or a NULL pointer) means the system's
  * configuration (/etc/resolv.conf, /etc/hosts). */
 typedef struct ac_resolver_config {
-    double timeout;      /* seconds before the first retry; 0 = resolv.conf / c-ares default */
-    int tries;           /* attempts per server; 0 = default */
+    /* Seconds before the first retry; c-ares 1.18.1 doubles it after each
+     * round of the servers, so one server and `tries` tries wait
+     * timeout * (2^tries - 1) in all.  0 = resolv.conf's, else 5 s. */
+    double timeout;
+    int tries;           /* attempts per server; 0 = resolv.conf's, else 4 */
     const char *servers; /* "127.0.0.1:5353,[::1]:53": these servers instead of resolv.conf */
 } ac_resolver_config;
 
@@ -87,13 +99,18 @@ typedef struct ac_connect_config {
 
 /* ------------------------------------------------------------ resolver */
 
-/* Create a resolver for map m.  Stores it in *out; returns 0, -ENOMEM,
- * -EINVAL (a bad option), or -EIO (c-ares could not start: no usable
- * configuration). */
+/* Create a resolver for map m (NULL: the default map).  Stores it in
+ * *out; returns 0, -ENOMEM, -EINVAL (a bad option: a negative timeout or
+ * tries, an empty or malformed servers list), or -EIO (c-ares could not
+ * start).  It opens no descriptor until a query needs one. */
 AC_EXTERN int ac_resolver_new(ac_resolver **out, ac_map *m, const ac_resolver_config *cfg);
 
-/* Free r.  Requests still in flight end without their callbacks.  Call it
- * before ac_map_free; ac_close_all on the map first is fine. */
+/* Free r.  Requests still in flight end without their callbacks, lookups
+ * and connects by name alike (a dispatcher of ac_connect_name is left as
+ * it is, without a socket, and hears nothing more).  Call it before
+ * ac_map_free; ac_close_all on the map first is fine (c-ares then touches
+ * no descriptor: the numbers may be someone else's).  Allowed inside a
+ * callback of r. */
 AC_EXTERN void ac_resolver_free(ac_resolver *r);
 
 /* --------------------------------------------------------------- lookup */
@@ -102,7 +119,10 @@ AC_EXTERN void ac_resolver_free(ac_resolver *r);
  * then IPv4, as RFC 8305 orders them), each with `port` (host order) in
  * it.  cb(arg, ...) runs once, from the loop.  Stores the request in *out
  * (out may be NULL) for ac_resolve_cancel; it is valid until cb returns.
- * Returns 0, -EINVAL (empty or overlong name, bad family), -ENOMEM. */
+ * A numeric address is its own answer (an address of the other family
+ * than the one asked for: AC_EAI_NONAME); a name goes to /etc/hosts, then
+ * to the servers.  Returns 0, -EINVAL (empty or overlong name, bad family,
+ * no cb or r), -ENOMEM. */
 AC_EXTERN int ac_resolve(ac_resolve_req **out, ac_resolver *r, const char *host, uint16_t port,
                          int family, ac_resolve_fn cb, void *arg);
 
@@ -111,7 +131,8 @@ AC_EXTERN int ac_resolve(ac_resolve_req **out, ac_resolver *r, const char *host,
 AC_EXTERN void ac_resolve_cancel(ac_resolve_req *q);
 
 /* "AC_EAI_NONAME", "ETIMEDOUT", ... for any status (or "OK" for 0), and a
- * sentence for it ("name does not resolve", strerror for an errno). */
+ * sentence for it ("name does not resolve", strerror for an errno).  The
+ * positive form handle_error gets (ac_connect_name) is accepted too. */
 AC_EXTERN const char *ac_resolve_error_name(int status);
 AC_EXTERN const char *ac_resolve_strerror(int status);
 
@@ -125,8 +146,13 @@ AC_EXTERN const char *ac_resolve_strerror(int status);
  * proxy checks its destination rules there, after resolution).  When all
  * fail, cb gets the last attempt's error (-ECONNREFUSED, ...), a failed
  * lookup's status, -EACCES if the filter refused them all, or -ETIMEDOUT
- * at cfg->timeout.  cb runs once, from the loop; *out (may be NULL) is
- * for ac_resolver_connect_cancel until then.  Returns 0, -EINVAL, -ENOMEM. */
+ * at cfg->timeout; -ECONNABORTED when someone else closed an attempt's
+ * dispatcher (ac_close_all).  With bind_addr only addresses of its family
+ * are looked up and tried.  cb runs once, from the loop; *out (may be
+ * NULL) is for ac_resolver_connect_cancel until then.  Returns 0, -ENOMEM,
+ * -EINVAL (no cb, a bad family, a negative delay or timeout, a bind_addr
+ * that is not IPv4 or IPv6 or not of cfg->family).  cfg may be NULL (all
+ * zero); it is copied. */
 AC_EXTERN int ac_resolver_connect(ac_connect_req **out, ac_resolver *r, const char *host,
                                   uint16_t port, const ac_connect_config *cfg, ac_connected_fn cb,
                                   void *arg);
@@ -139,10 +165,16 @@ AC_EXTERN void ac_resolver_connect_cancel(ac_connect_req *c);
  * the blocking lookup).  d must have no socket yet.  On success d gets the
  * connected socket and its handle_connect runs, as after ac_connect (D15);
  * on failure its handle_error runs with op "connect" (or "resolve" for a
- * lookup that failed) and err the positive status (a positive errno, or
- * -AC_EAI_*).  Closing d before that cancels the connect: nothing is
- * called for it any more.  Returns 0, -EINVAL, -EISCONN (d has a socket),
- * -ENOMEM; on failure nothing runs. */
+ * lookup that failed, "attach" if d could not take the socket) and err
+ * the positive status (a positive errno, or -AC_EAI_*), made the current
+ * error (ac_current_error).  Deviation (L17): a non-zero return of that
+ * handle_error, which runs from a timer or another channel's event, stops
+ * the loop with AC_EXIT_NOW (ac_loop_stop), not with its own value.
+ * Closing d before that cancels the connect: nothing is called for it any
+ * more.  The filter's arg is d.  d's close hook (ac_set_close_hook) is
+ * taken until then.  Returns 0, -EINVAL (d closed, bad arguments),
+ * -EISCONN (d has a socket), -EBUSY (d's close hook is taken, e.g. by a
+ * connect by name in flight), -ENOMEM; on failure nothing runs. */
 AC_EXTERN int ac_connect_name(ac_dispatcher *d, ac_resolver *r, const char *host, uint16_t port,
                               const ac_connect_config *cfg);
 
