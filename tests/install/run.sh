@@ -8,7 +8,8 @@
 # starts and echoes.  The /usr/local block runs only where we may make
 # /usr/local and /etc private (root, unshare -m), so that the machine's own
 # are never touched.  Then tests/install/hello.c through pkg-config (shared,
-# then fully static) and CMake's find_package.
+# then fully static) and CMake's find_package, and hello_resolver.c the
+# same ways (libasyncore-resolver).
 set -euo pipefail
 
 build=$(cd "$1" && pwd)
@@ -90,9 +91,20 @@ cc -static -o "$tmp/hello_pc_static" "$here/hello.c" \
     $(pkg-config --static --cflags --libs asyncore)
 check pkgconfig-static "$("$tmp/hello_pc_static")"
 
+# The resolver library (libasyncore-resolver on c-ares), both ways.
+# shellcheck disable=SC2046
+cc -o "$tmp/resolver_pc" "$here/hello_resolver.c" $(pkg-config --cflags --libs asyncore-resolver)
+check pkgconfig-resolver-shared "$("$tmp/resolver_pc")"
+# shellcheck disable=SC2046
+cc -static -o "$tmp/resolver_pc_static" "$here/hello_resolver.c" \
+    $(pkg-config --static --cflags --libs asyncore-resolver)
+check pkgconfig-resolver-static "$("$tmp/resolver_pc_static")"
+
 cmake -S "$here/consumer" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
     >"$tmp/consumer.log" || { cat "$tmp/consumer.log" >&2; exit 1; }
 cmake --build "$tmp/consumer" >>"$tmp/consumer.log" || { cat "$tmp/consumer.log" >&2; exit 1; }
 # CMake gives the build-tree executable an RPATH to the imported library.
 check cmake-shared "$("$tmp/consumer/hello_shared")"
 check cmake-static "$("$tmp/consumer/hello_static")"
+check cmake-resolver-shared "$("$tmp/consumer/hello_resolver_shared")"
+check cmake-resolver-static "$("$tmp/consumer/hello_resolver_static")"
