@@ -212,6 +212,8 @@ static void fz_encode(const struct sockaddr *sa, int rep)
         CHECK(sp_parse_socks4(req, sizeof req, &r) == (int)sizeof req);
         CHECK(memcmp(&r.addr, &u.addr, sizeof(struct sockaddr_in)) == 0);
     }
+    CHECK(sp_method_reply(out, rep) == 2 && out[0] == 5 && out[1] == (uint8_t)rep);
+    CHECK(sp_auth_reply(out, rep & 1) == 2 && out[0] == 1 && out[1] == !(rep & 1));
     CHECK(out[SP_REPLY_MAX] == 0xa5);
     CHECK(sp_reply_name(rep) != NULL && sp_reply_name(rep)[0] != '\0');
     CHECK(sp_error_reply(rep) == -1 || (rep < 0 && sp_error_reply(rep) > 0));

@@ -135,10 +135,15 @@ static void fz_add(const char *s, size_t size)
     if (ulen + 1 < size)
         pass = s + ulen + 1;
     size_t plen = strlen(pass);
+    /* Two users already there, so that the new one goes before, between
+     * or after them (or is one of them). */
     struct users u = {0};
+    CHECK(users_add(&u, "g", "1") == 0 && users_add(&u, "p", "2") == 0);
+    CHECK(!users_check(&u, s, s)); /* g and p have other passwords */
     int rc = users_add(&u, user, pass);
     bool fits = ulen >= 1 && ulen <= USERS_FIELD_MAX && plen >= 1 && plen <= USERS_FIELD_MAX;
-    CHECK(fits ? rc == 0 || rc == -ENOMEM : rc == -EINVAL);
+    bool taken = !strcmp(user, "g") || !strcmp(user, "p");
+    CHECK(!fits ? rc == -EINVAL : taken ? rc == -EEXIST : rc == 0 || rc == -ENOMEM);
     if (rc == 0) {
         CHECK(users_check(&u, user, pass));
         CHECK(users_add(&u, user, "other") == -EEXIST);
@@ -176,8 +181,19 @@ static void fz_cidr(const char *s)
     struct cidr again;
     CHECK(cidr_parse(text, &again) == 0);
     CHECK(again.prefix == c.prefix && memcmp(again.addr, c.addr, 16) == 0);
+    /* An IPv4 range matches its address as an AF_INET client too. */
+    if (memcmp(c.addr, v4_mapped_prefix, 12) == 0 && c.prefix >= 96) {
+        struct sockaddr_in in = {.sin_family = AF_INET};
+        memcpy(&in.sin_addr, c.addr + 12, 4);
+        CHECK(cidr_match(&c, (const struct sockaddr *)&in));
+    }
+    /* The address with its last bit flipped is in the range unless the
+     * prefix covers that bit. */
+    in6.sin6_addr.s6_addr[15] ^= 1;
+    CHECK(cidr_match(&c, (const struct sockaddr *)&in6) == (c.prefix < 128));
     struct cidr_list l = {0};
-    CHECK(cidr_list_add(&l, s) == 0 && cidr_list_match(&l, (const struct sockaddr *)&in6));
+    CHECK(cidr_list_add(&l, s) == 0 &&
+          cidr_list_match(&l, (const struct sockaddr *)&in6) == (c.prefix < 128));
     cidr_list_free(&l);
 }
 

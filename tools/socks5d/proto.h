@@ -7,11 +7,12 @@
  *   0     not enough bytes yet (call again with more);
  *   < 0   a malformed message: one of the SP_E_* codes below, which also
  *         says how to answer (the reply code, or a plain close).
- * A parser reads no byte past the message it returns, so bytes a client
- * pipelined after it (the first bytes of the tunnel) stay in buf.  A
- * message split anywhere gives 0 until it is whole, then the same result
- * as in one piece; given SP_MAX_MESSAGE bytes or more, a parser never
- * returns 0.
+ * After 0 or an error, *out holds nothing of use (SP_E_COMMAND aside, see
+ * struct sp_request).  A parser never writes into buf, and reads no byte
+ * past the message it returns, so bytes a client pipelined after it (the
+ * first bytes of the tunnel) stay in buf.  A message split anywhere gives
+ * 0 until it is whole, then the same result as in one piece; given
+ * SP_MAX_MESSAGE bytes or more, a parser never returns 0.
  *
  * Errors come as early as they can be told when the rest of the message
  * cannot be delimited (a wrong version: SP_E_CLOSE at the first byte; an
