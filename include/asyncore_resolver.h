@@ -158,7 +158,8 @@ AC_EXTERN int ac_resolver_connect(ac_connect_req **out, ac_resolver *r, const ch
                                   void *arg);
 
 /* Cancel a connect by name in flight: every socket it opened is closed and
- * cb will not run. */
+ * cb will not run.  c must not be used afterwards; never call it from cb
+ * or after cb ran (c is gone by then). */
 AC_EXTERN void ac_resolver_connect_cancel(ac_connect_req *c);
 
 /* Connect dispatcher d by name (asyncore's connect((host, port)), without
