@@ -39,6 +39,8 @@ struct fake_dns {
     uint16_t port;
     char servers[64]; /* "127.0.0.1:port" for ac_resolver_config */
     bool silent;      /* never answer */
+    bool truncate;    /* answer UDP with TC set and nothing in it: ask again over TCP */
+    int tcp_queries;  /* queries that came over TCP (fake_dns_tcp) */
     int datagrams;    /* queries received */
     int answered;
     struct rig_name names[RIG_NAMES];
@@ -124,8 +126,12 @@ static size_t dns_answer(struct fake_dns *f, const unsigned char *q, size_t qlen
     unsigned char addrs[RIG_ADDRS][16];
     size_t n;
     bool known = dns_lookup(f, name, qtype, addrs, &n);
-    memcpy(r, q, end);                 /* id, then the question as asked */
-    r[2] = 0x81 | (q[2] & 0x01);       /* QR, opcode 0, RD copied */
+    memcpy(r, q, end);           /* id, then the question as asked */
+    r[2] = 0x81 | (q[2] & 0x01); /* QR, opcode 0, RD copied */
+    if (f->truncate) {           /* TC, no answer: the client asks over TCP */
+        r[2] |= 0x02;
+        n = 0;
+    }
     r[3] = known ? 0x80 : 0x83;        /* RA; rcode 0 or 3 (NXDOMAIN) */
     r[4] = 0, r[5] = 1;                /* QDCOUNT */
     r[6] = 0, r[7] = (unsigned char)n; /* ANCOUNT */
@@ -167,6 +173,70 @@ static int fake_dns_read(ac_dispatcher *d)
 }
 
 static const ac_handlers fake_dns_handlers = {.name = "fake_dns", .handle_read = fake_dns_read};
+
+/* DNS over TCP (RFC 1035 4.2.2): each message after its 2-byte length.
+ * One connection's buffer is its dispatcher's user data. */
+struct tcp_conn {
+    struct fake_dns *f;
+    unsigned char buf[600];
+    size_t len;
+};
+
+static int tcp_conn_read(ac_dispatcher *d)
+{
+    struct tcp_conn *t = ac_user(d);
+    ssize_t n = ac_recv(d, t->buf + t->len, sizeof(t->buf) - t->len);
+    if (n <= 0)
+        return (int)n; /* EOF: handle_close ran */
+    t->len += (size_t)n;
+    while (t->len >= 2 && t->len >= 2u + (size_t)(t->buf[0] << 8 | t->buf[1])) {
+        size_t qlen = (size_t)(t->buf[0] << 8 | t->buf[1]);
+        unsigned char r[1024];
+        bool saved = t->f->truncate;
+        t->f->truncate = false;
+        size_t alen = dns_answer(t->f, t->buf + 2, qlen, r + 2);
+        t->f->truncate = saved;
+        t->f->tcp_queries++;
+        r[0] = (unsigned char)(alen >> 8);
+        r[1] = (unsigned char)alen;
+        cr_assert_eq(ac_send(d, r, alen + 2), (ssize_t)alen + 2);
+        memmove(t->buf, t->buf + 2 + qlen, t->len - 2 - qlen);
+        t->len -= 2 + qlen;
+    }
+    return 0;
+}
+
+static void tcp_conn_finalize(ac_dispatcher *d) { free(ac_user(d)); }
+
+static const ac_handlers tcp_conn_handlers = {
+    .name = "fake_dns_tcp", .handle_read = tcp_conn_read, .finalize = tcp_conn_finalize};
+
+static int tcp_accepted(ac_dispatcher *d, int fd, const struct sockaddr *a, socklen_t len)
+{
+    (void)a, (void)len;
+    struct tcp_conn *t = calloc(1, sizeof(*t));
+    cr_assert_not_null(t);
+    t->f = ac_user(d);
+    ac_dispatcher *c = ac_dispatcher_new(ac_map_of(d), &tcp_conn_handlers, t);
+    cr_assert_eq(ac_attach(c, fd), 0);
+    ac_set_writing(c, false);
+    return 0;
+}
+
+static const ac_handlers tcp_listen_handlers = {.name = "fake_dns_listen",
+                                                .handle_accepted = tcp_accepted};
+
+/* Listen for DNS over TCP on the UDP server's port too. */
+static TK_UNUSED void fake_dns_tcp(struct fake_dns *f, ac_map *m)
+{
+    ac_dispatcher *l = ac_dispatcher_new(m, &tcp_listen_handlers, f);
+    cr_assert_eq(ac_create_socket(l, AF_INET, SOCK_STREAM), 0);
+    struct sockaddr_storage ss;
+    socklen_t len = tk_loopback(AF_INET, &ss);
+    ((struct sockaddr_in *)&ss)->sin_port = htons(f->port);
+    cr_assert_eq(ac_bind(l, (struct sockaddr *)&ss, len), 0);
+    cr_assert_eq(ac_listen(l, 16), 0);
+}
 
 /* Start the server on 127.0.0.1, port from the kernel. */
 static TK_UNUSED void fake_dns_start(struct fake_dns *f, ac_map *m)

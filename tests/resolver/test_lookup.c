@@ -397,3 +397,29 @@ Test(lookup, idle_resolver_costs_nothing, .timeout = 10,
     cr_assert_leq(iterations, 4, "%d iterations in 0.3 s: something wakes the loop", iterations);
     teardown(&fx);
 }
+
+Test(lookup, truncated_answer_retried_over_tcp, .timeout = 10,
+     .description = "TC set: c-ares asks again over TCP, through the same socket functions")
+{
+    struct fixture fx = {0};
+    setup(&fx, 1.0, 2);
+    fake_dns_tcp(&fx.dns, fx.m);
+    fx.dns.truncate = true;
+    fake_dns_add(&fx.dns, (struct rig_name){.name = "big.test",
+                                            .v4 = {"192.0.2.1", "192.0.2.2", "192.0.2.3"}});
+    struct result res = {0}, res2 = {0};
+    resolve(fx.r, "big.test", 53, AF_INET, &res);
+    resolve(fx.r, "missing.test", 53, AF_INET, &res2);
+    cr_assert(rig_wait_count(fx.m, &total_calls, 2, 5.0));
+    cr_assert_eq(res.status, 0, "%d", res.status);
+    cr_assert_eq(res.n, 3);
+    cr_assert_str_eq(res.addrs[0], "192.0.2.1:53");
+    cr_assert_str_eq(res.addrs[2], "192.0.2.3:53");
+    cr_assert_eq(res2.status, AC_EAI_NONAME, "%d", res2.status);
+    cr_assert_eq(fx.dns.tcp_queries, 2);
+    /* Idle: c-ares closed both sockets; the server's connection saw EOF. */
+    for (int i = 0; i < 5 && ac_map_count(fx.m) > 2; i++)
+        cr_assert_eq(ac_poll(fx.m, 0.02), 0);
+    cr_assert_eq(ac_map_count(fx.m), 2, "the two servers only");
+    teardown(&fx);
+}
