@@ -42,6 +42,7 @@ struct rsock {
     ac_dispatcher *d; /* NULL once the map closed it (gone) */
     int fd;
     bool gone;      /* closed by the map: the number is not ours any more */
+    bool nudged;    /* c-ares was made to notice it (let_go_of_gone) */
     bool ares_done; /* c-ares closed it, or the resolver went */
     bool d_done;    /* its dispatcher was finalized */
 };
@@ -252,13 +253,16 @@ static const ac_handlers sock_handlers = {
     .finalize = sock_finalize,
 };
 
-/* The map closed the dispatcher (ac_close_all): the number is not ours. */
+/* The map closed the dispatcher (ac_close_all): the number is not ours.
+ * c-ares learns it at the next iteration (let_go_of_gone), not inside
+ * whatever closed it. */
 static void sock_closed(ac_dispatcher *d, void *arg)
 {
     (void)d;
     struct rsock *s = arg;
     s->gone = true;
     s->d = NULL;
+    ac_timer_start(s->r->timer, 0);
 }
 
 static ares_socket_t sock_open(int family, int type, int protocol, void *arg)
@@ -369,11 +373,29 @@ static void rearm(ac_resolver *r)
         ac_timer_stop(r->timer);
 }
 
+/* Make c-ares drop the sockets the map closed: asked to read one, it gets
+ * EBADF from sock_recvfrom, closes it (sock_close closes nothing then) and
+ * sends its queries again on a new socket.  Once per socket: one it keeps
+ * is left to its next error or its last query's end. */
+static void let_go_of_gone(ac_resolver *r)
+{
+    for (struct rsock *s = r->socks; s;) {
+        if (!s->gone || s->nudged) {
+            s = s->next;
+            continue;
+        }
+        s->nudged = true;
+        ares_process_fd(r->ch, s->fd, ARES_SOCKET_BAD);
+        s = r->socks; /* the list may have changed */
+    }
+}
+
 static double fire(ac_timer *t, void *arg)
 {
     (void)t;
     ac_resolver *r = arg;
     r->busy++;
+    let_go_of_gone(r);
     ares_process_fd(r->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* the timeouts due */
     r->busy--;
     after_ares(r);

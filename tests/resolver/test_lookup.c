@@ -423,3 +423,29 @@ Test(lookup, truncated_answer_retried_over_tcp, .timeout = 10,
     cr_assert_eq(ac_map_count(fx.m), 2, "the two servers only");
     teardown(&fx);
 }
+
+Test(lookup, recovers_from_its_socket_closed_by_the_map, .timeout = 10,
+     .description = "c-ares' socket closed by someone else: c-ares drops it and asks again")
+{
+    struct fixture fx = {0};
+    setup(&fx, 0.5, 3);
+    fx.dns.silent = true;
+    fake_dns_add(&fx.dns, (struct rig_name){.name = "back.test", .v4 = {"192.0.2.7"}});
+    struct result res = {0};
+    resolve(fx.r, "back.test", 1, AF_INET, &res);
+    cr_assert(rig_wait_count(fx.m, &fx.dns.datagrams, 1, 5.0));
+    ac_dispatcher *cares = NULL;
+    for (int fd = 0; fd < 1024 && !cares; fd++)
+        if (ac_map_get(fx.m, fd) && ac_map_get(fx.m, fd) != fx.dns.d)
+            cares = ac_map_get(fx.m, fd);
+    cr_assert_not_null(cares);
+    cr_assert_eq(ac_close(cares), 0);
+    fx.dns.silent = false;
+    double t0 = tk_clock();
+    cr_assert(rig_wait_count(fx.m, &res.calls, 1, 5.0));
+    cr_assert_eq(res.status, 0, "%d", res.status);
+    cr_assert_str_eq(res.addrs[0], "192.0.2.7:1");
+    cr_assert_lt(tk_clock() - t0, 0.4, "asked again at once, not after the timeout");
+    cr_assert_eq(fx.dns.datagrams, 2);
+    teardown(&fx);
+}
