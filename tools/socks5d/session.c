@@ -31,7 +31,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -340,26 +339,13 @@ static void relay_done(ac_relay *r, const ac_relay_stats *st, void *arg)
     free_session(s);
 }
 
-/* Take the client's descriptor back from the handshake dispatcher, which
- * ends as closed.  -errno, with d untouched. */
-static int detach(ac_dispatcher *d)
-{
-    /* TEMP(issue 11): ac_detach(d) once it is in asyncore.h; until then a
-     * duplicate, and the original closed with the dispatcher. */
-    int fd = fcntl(ac_fd(d), F_DUPFD_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    ac_close(d);
-    return fd;
-}
-
 /* Give the client's socket and fd_b (connected: the destination, or
  * BIND's peer) to a relay, with `reply` (the success reply) first for the
  * client and the bytes it pipelined first for fd_b. */
 void s5_handoff(struct s5_session *s, int fd_b, const uint8_t *reply, size_t len)
 {
     struct s5_handshake *h = s->hs;
-    int fd_a = detach(s->d);
+    int fd_a = ac_detach(s->d); /* d ends as closed; the socket stays open, now ours */
     if (fd_a < 0) {
         close(fd_b);
         s5_fail(s, SOCKS5_GENERAL_FAILURE);
