@@ -14,6 +14,11 @@ need_example socks5_server
 command -v curl >/dev/null || { echo "SKIP: curl is missing"; exit 77; }
 S5=$EX/socks5_server
 CLIENT=$AC_SOURCE_DIR/tests/tools/socks5_client.py
+export PYTHONDONTWRITEBYTECODE=1
+# python3 by its real path: a pyenv shim costs half a second a start.
+mkdir -p "$TMP/bin"
+ln -sf "$(python3 -c 'import sys; print(sys.executable)')" "$TMP/bin/python3"
+PATH=$TMP/bin:$PATH
 
 expect_status 0 "$S5" --help
 head -n1 "$TMP/cmd.out" | grep -q '^usage: socks5_server ' || fail "--help: $(head -n1 "$TMP/cmd.out")"
@@ -70,7 +75,7 @@ ok "curl --socks5-hostname: 4 MiB from http://localhost, sha256 matches"
 fetch "$port" --socks5 127.0.0.1
 ok "curl --socks5: 4 MiB from http://127.0.0.1, sha256 matches"
 pids=()
-for i in $(seq 8); do
+for _ in $(seq 8); do
     (fetch "$port" --socks5-hostname localhost) &
     pids+=($!)
 done

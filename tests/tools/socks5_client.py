@@ -14,7 +14,9 @@ sys.path) or from the command line:
       --split N               send every message N bytes at a time ...
       --pause S               ... S seconds apart (default 0.05)
       --socks4 / --socks4a    a SOCKS4 (4a: by name) CONNECT instead
-      --send DATA             after a successful reply, send DATA (\\r\\n escapes)
+      --send DATA             after a successful reply, send DATA (\\r\\n escapes),
+                              then half-close (unless --no-shutdown) and read
+                              until EOF
       --expect-close          after the reply, wait for the proxy to close
   It prints one line per step: "method M", "auth S", "reply R ADDR PORT"
   (SOCKS4: "reply4 R ADDR PORT"), then "data N" (bytes read after --send
@@ -251,6 +253,7 @@ def main(argv):
     p.add_argument("--socks4", action="store_true")
     p.add_argument("--socks4a", action="store_true")
     p.add_argument("--send")
+    p.add_argument("--no-shutdown", action="store_true")
     p.add_argument("--expect-close", action="store_true")
     p.add_argument("--timeout", type=float, default=10.0)
     try:
@@ -291,6 +294,8 @@ def main(argv):
             ok = rep == 0
         if ok and a.send is not None:
             s.sendall(a.send.encode().decode("unicode_escape").encode("latin-1"))
+            if not a.no_shutdown:
+                s.shutdown(socket.SHUT_WR)
             print("data", len(read_all(s, a.timeout)), flush=True)
         elif not ok or a.expect_close:
             print("closed" if wait_closed(s, a.timeout) else "open", flush=True)
