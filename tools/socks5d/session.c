@@ -303,6 +303,11 @@ static void session_unlink(struct s5_session *s)
     if (s->next)
         s->next->prev = s->prev;
     atomic_fetch_sub(&s5_stats.active, 1);
+    /* An idle worker gives back the pipes and buffers the relay keeps for
+     * the next tunnels: descriptors and memory go back to what they were
+     * at startup (a busy one never gets here between tunnels). */
+    if (!w->sessions)
+        ac_relay_cache_release();
 }
 
 static void free_handshake(struct s5_session *s)
