@@ -12,7 +12,9 @@
 # type (8); a connect that times out (--connect-timeout 2 to a listener
 # whose backlog is full: 6, TTL expired, as socks5d(1) says); SOCKS4 and 4a: 90, and 91
 # for a refused port and a name that does not resolve.  After each refusal
-# the connection is closed.
+# the connection is closed.  -b 127.0.0.2: the destination sees the
+# connection come from 127.0.0.2.  No open-proxy warning on 127.0.0.1, one
+# on ::.
 # shellcheck source=tests/tools/socks5d_common.bash
 source "$(dirname "$0")/socks5d_common.bash"
 
@@ -124,6 +126,26 @@ stop "$S5_PID"
 bad=$(grep 'request client=' "$TMP/s5.err" | grep -Ev -- "$REQ_RE" || true)
 [ -z "$bad" ] || fail "request lines not of the documented form: $bad"
 
+! grep -q 'open proxy' "$TMP/s5.err" || fail "an open-proxy warning on 127.0.0.1"
+
+# ---- -b: the outgoing connection comes from the address given, and BND says so.
+start_s5 srcb -p 0 -b 127.0.0.2
+out=$(timeout 30 python3 - "$S5_PORT" "$PEER" <<'EOF'
+import sys
+sys.path.insert(0, __import__("os").environ["S5_TOOLS"])
+import socks5_client as sc
+s = sc.connect(("127.0.0.1", int(sys.argv[1])))
+sc.handshake(s)
+sc.send(s, sc.request(1, "localhost", int(sys.argv[2])))
+rep, addr, port = sc.read_reply(s)
+seen = sc.read_all(s).decode().split()
+assert rep == 0 and [addr, str(port)] == seen and addr == "127.0.0.2", (rep, addr, port, seen)
+print(addr, port)
+EOF
+) || fail "-b 127.0.0.2: $out"
+stop "$S5_PID"
+ok "-b 127.0.0.2: the destination sees 127.0.0.2, BND is ${out% *}:${out#* }"
+
 # ---- a name that resolves to a denied address
 start_s5 deny -p 0 --deny-dest 127.0.0.0/8 --deny-dest ::1/128
 want_s5c "method 0 reply 2 0.0.0.0 0 closed" "127.0.0.1:$S5_PORT" localhost "$PEER"
@@ -169,12 +191,13 @@ if have_ipv6 && python3 -c 'import socket; s = socket.socket(socket.AF_INET6); s
     want_s5c "method 0 reply 2 0.0.0.0 0 closed" "[::1]:$S5_PORT" 127.0.0.1 "$PEER"
     wait_request ds "client=127\.0\.0\.1:[0-9]+ .*reply=succeeded\(0\) " >/dev/null
     ! grep -q 'client=::ffff:' "$TMP/ds.err" || fail "an IPv4 client logged as ::ffff:"
+    grep -q 'warning: .*open proxy' "$TMP/ds.err" || fail "-i :: without a password: no open-proxy warning"
     stop "$S5_PID"
     start_s5 ds2 -i :: -p 0 --allow 10.0.0.0/8
     want_s5c "method 0 reply 2 0.0.0.0 0 closed" "127.0.0.1:$S5_PORT" 127.0.0.1 "$PEER"
     wait_request ds2 "client=127\.0\.0\.1:[0-9]+ .*reply=not-allowed\(2\) " >/dev/null
     stop "$S5_PID"
-    ok "-i :: --allow 127.0.0.1/32 lets the IPv4 client in (logged as 127.0.0.1), not ::1; --allow 10.0.0.0/8 keeps it out"
+    ok "-i :: --allow 127.0.0.1/32 lets the IPv4 client in (logged as 127.0.0.1), not ::1, and warns of an open proxy; --allow 10.0.0.0/8 keeps it out"
 else
     echo "# no dual-stack IPv6 here: the -i :: checks are skipped"
 fi
