@@ -14,7 +14,7 @@
 #     unknown commands and address types, SOCKS4 strings without their
 #     NUL, garbage after a refused request;
 #   - bytes sent after the request, before the reply: they reach the
-#     destination.
+#     destination, also when the client half-closes before the reply.
 # shellcheck source=tests/tools/socks5d_common.bash
 source "$(dirname "$0")/socks5d_common.bash"
 
@@ -169,18 +169,29 @@ check("SOCKS4a host with a control byte", OPEN, S4(host=b"a\x01b"), R4_91)
 check("SOCKS4 on the auth server", AUTH, S4(), R4_91)
 check("SOCKS4 version 4 then EOF", OPEN, b"\x04", b"", shut=True)
 
-# ---- bytes pipelined after the request reach the destination
-s = sc.connect(("127.0.0.1", OPEN))
-tail = os.urandom(5000)
-s.sendall(G + REQ("localhost") + tail)
-assert sc.read_method(s) == 0
-rep = sc.read_reply(s)
-assert rep[0] == 0, rep
-s.shutdown(socket.SHUT_WR)
-got = sc.read_all(s)
-if got != tail:
-    failures.append("pipelined: %d bytes came back, not the %d sent" % (len(got), len(tail)))
-s.close()
+# ---- bytes pipelined after the request reach the destination, also when
+# the client half-closes at once, before the reply (the reply and the echo
+# must still come).
+for host in ("localhost", "127.0.0.1"):
+    for early in (False, True):
+        s = sc.connect(("127.0.0.1", OPEN))
+        tail = os.urandom(100000)
+        s.sendall(G + REQ(host) + tail)
+        if early:
+            s.shutdown(socket.SHUT_WR)
+        try:
+            assert sc.read_method(s) == 0
+            rep = sc.read_reply(s)
+            assert rep[0] == 0, rep
+            if not early:
+                s.shutdown(socket.SHUT_WR)
+            got = sc.read_all(s)
+        except Exception as e:
+            got = repr(e).encode()
+        if got != tail:
+            failures.append("pipelined to %s%s: %d bytes came back, not the %d sent" % (
+                host, ", half-closed before the reply" if early else "", len(got), len(tail)))
+        s.close()
 
 # ---- whole handshakes cut at every byte
 flows = {
