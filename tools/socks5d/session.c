@@ -7,11 +7,13 @@
  * after its request (the first bytes of the tunnel) stays in the buffer,
  * to be pushed to the destination before anything the relay reads.
  * Replies go through an output buffer of their own, written with ac_send;
- * what the socket did not take yet is pushed to the relay ahead of the
- * last reply, so the order on the wire is always the order sent.
+ * the last one (success) is written at the hand-off, after whatever is
+ * still queued, and what the socket does not take is pushed to the relay
+ * ahead of everything else, so the order on the wire is the order sent.
  *
- * Once the request is read, reading pauses until the command is done
- * (connected, bound, associated): a client that half-closes after its
+ * Once the request is read, nothing more is read until the command is
+ * done (connected, bound, associated): reading pauses at the first byte
+ * or EOF that comes meanwhile, so a client that half-closes after its
  * request still gets its reply, and the relay sees the EOF afterwards and
  * passes it on.  A failure reply is followed by shutdown(SHUT_WR) and by
  * reading (and dropping) until the client closes or the handshake timeout
@@ -350,10 +352,24 @@ static void relay_done(ac_relay *r, const ac_relay_stats *st, void *arg)
 void s5_handoff(struct s5_session *s, int fd_b, const uint8_t *reply, size_t len)
 {
     struct s5_handshake *h = s->hs;
+    s->reply = s->version4 ? SOCKS4_GRANTED : SOCKS5_SUCCEEDED;
+    /* The reply goes out now, behind any reply still queued: a fresh
+     * socket takes a few bytes at once, and the client hears sooner than
+     * through a write event of the relay.  What it does not take is pushed
+     * to the relay ahead of everything else. */
+    memcpy(h->out + h->outlen, reply, len); /* S5_HS_OUT holds every reply a request sends */
+    h->outlen += len;
+    ssize_t sent = send(ac_fd(s->d), h->out, h->outlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        close(fd_b); /* the client is gone */
+        session_end(s);
+        return;
+    }
+    size_t left = h->outlen - (sent > 0 ? (size_t)sent : 0);
     int fd_a = ac_detach(s->d); /* d ends as closed; the socket stays open, now ours */
-    if (fd_a < 0) {
+    if (fd_a < 0) {             /* cannot happen: a plain dispatcher with a descriptor */
         close(fd_b);
-        s5_fail(s, SOCKS5_GENERAL_FAILURE);
+        session_end(s);
         return;
     }
     ac_set_user(s->d, NULL); /* its finalize is not the session's end any more */
@@ -364,21 +380,16 @@ void s5_handoff(struct s5_session *s, int fd_b, const uint8_t *reply, size_t len
     int one = 1;
     (void)setsockopt(fd_b, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     int rc = ac_relay_new(&s->relay, s->w->map, fd_a, fd_b, &cfg, relay_done, s);
-    /* Bytes still in h->out were queued before this reply: they go first. */
-    if (rc == 0 && h->outlen)
-        rc = ac_relay_push(s->relay, AC_RELAY_A, h->out, h->outlen);
-    if (rc == 0)
-        rc = ac_relay_push(s->relay, AC_RELAY_A, reply, len);
-    if (rc == 0 && h->inlen)
+    if (rc == 0 && left)
+        rc = ac_relay_push(s->relay, AC_RELAY_A, h->out + h->outlen - left, left);
+    if (rc == 0 && h->inlen) /* what the client sent after its request */
         rc = ac_relay_push(s->relay, AC_RELAY_B, h->in, h->inlen);
-    s->reply = s->version4 ? SOCKS4_GRANTED : SOCKS5_SUCCEEDED;
-    s->replied = h->outlen + len;
+    s->replied = left;
     free_handshake(s);
     s->state = ST_RELAY;
     if (rc == 0)
         return;
     tool_log(TOOL_WARNING, "relay: %s", strerror(-rc));
-    s->reply = s->version4 ? SOCKS4_REJECTED : SOCKS5_GENERAL_FAILURE;
     if (s->relay) {
         ac_relay_abort(s->relay, true); /* relay_done frees s */
         return;
@@ -513,7 +524,6 @@ static void start_request(struct s5_session *s)
     struct s5_handshake *h = s->hs;
     const struct sp_request *r = &h->req;
     ac_timer_stop(h->timer); /* the handshake is over; each command has its own bound */
-    ac_set_reading(s->d, false);
     s->dest = dest_text(r);
     if (r->version == 4)
         s->cmd = r->cmd == SOCKS_CMD_BIND ? S5_CMD_S4_BIND : S5_CMD_S4_CONNECT;
@@ -685,6 +695,14 @@ static int session_read(ac_dispatcher *d)
 {
     struct s5_session *s = ac_user(d);
     struct s5_handshake *h = s->hs;
+    if (s->state == ST_CONNECTING || s->state == ST_BINDING) {
+        /* The request is read; what comes now is the tunnel's, or the
+         * client's EOF: it waits in the socket for the relay.  Pausing
+         * only now spares an epoll_ctl to every client that waits for its
+         * reply, as clients do. */
+        ac_set_reading(d, false);
+        return 0;
+    }
     bool discard = s->state == ST_UDP || s->state == ST_CLOSING;
     if (discard)
         h->inlen = 0;
@@ -804,7 +822,9 @@ void s5_session_start(struct s5_worker *w, int fd, const struct sockaddr *peer, 
     s->d = s->hs ? ac_dispatcher_new(w->map, &session_handlers, s) : NULL;
     if (s->d)
         s->hs->timer = ac_timer_new(w->map, session_timer, s);
-    if (!s->d || !s->hs->timer || ac_attach(s->d, fd) < 0) {
+    /* The descriptor as accept4 made it (non-blocking): ac_set_socket
+     * spares ac_attach's getpeername, the address is known. */
+    if (!s->d || !s->hs->timer || ac_set_socket(s->d, fd) < 0) {
         close(fd);
         atomic_fetch_add(&s5_stats.dropped, 1);
         if (s->d)
@@ -825,6 +845,7 @@ void s5_session_start(struct s5_worker *w, int fd, const struct sockaddr *peer, 
         s->next->prev = s;
     w->sessions = s;
     atomic_fetch_add(&s5_stats.active, 1);
+    ac_set_connected(s->d, true);
     ac_set_writing(s->d, false); /* a plain dispatcher is writable: only while replies wait */
     if (s5_opt.handshake_timeout > 0)
         ac_timer_start(s->hs->timer, s5_opt.handshake_timeout);
