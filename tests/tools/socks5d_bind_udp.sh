@@ -9,7 +9,7 @@
 #     each way in socks5d's request line;
 #   - FRAG != 0, a datagram from another port of the client's IP, malformed
 #     headers: not relayed, and logged (-v) as dropped; --deny-dest: not
-#     relayed, either way;
+#     relayed, either way; -b: the datagrams leave from its address;
 #   - closing the TCP connection ends the association (nothing relayed
 #     afterwards, socks5d's descriptors back to what they were); closing it
 #     while names are looked up (under ASan: no callback into freed memory);
@@ -71,6 +71,11 @@ stop "$S5_PID"
 
 start_s5 deny -i 127.0.0.1 -p 0 --deny-dest 127.0.0.2/32
 check 127.0.0.1 "$S5_PORT" udp-deny
+stop "$S5_PID"
+
+# -b: the source address of the datagrams sent to destinations.
+start_s5 source -i 127.0.0.1 -p 0 -b 127.0.0.3
+check 127.0.0.1 "$S5_PORT" udp-source=127.0.0.3
 stop "$S5_PID"
 
 if have_ipv6; then

@@ -21,6 +21,8 @@ went wrong; every wait is bounded):
              what they were before
   udp-cancel associations closed while their names are looked up; the
              next association still relays
+  udp-source=ADDR  (socks5d runs with -b ADDR, an IPv4 address) datagrams
+             leave from ADDR; one to ::1 is dropped
   bind       BIND: two replies, the second naming the peer that connected,
              then bytes both ways
   bind-timeout  (socks5d runs with --connect-timeout 1) BIND with nobody
@@ -467,6 +469,28 @@ def check_udp_cancel(proxy):
     ok("20 associations closed with lookups pending; the next one relays")
 
 
+def check_udp_source(proxy, source):
+    """socks5d -b SOURCE: datagrams leave from SOURCE; a destination of the
+    other family is dropped (a socket bound there cannot reach it)."""
+    echo = Echo()
+    a = Assoc(proxy)
+    round_trip(a, echo, "127.0.0.1", "127.0.0.1", b"from -b")
+    seen = echo.got(b"from -b")
+    if not seen or not same_ip(seen[0][0], source):
+        fail("the echo server saw the datagram come from %r, not from %s" % (seen, source))
+    if has_ipv6():
+        a.send("::1", echo.port, b"to IPv6")
+        time.sleep(0.05)
+        round_trip(a, echo, "127.0.0.1", "127.0.0.1", b"again")
+        time.sleep(QUIET)
+        if echo.got(b"to IPv6"):
+            fail("a datagram to ::1 left although -b is an IPv4 address")
+    a.close()
+    echo.close()
+    ok("-b %s: datagrams leave from it%s" % (
+        source, "; to ::1 dropped (no IPv6 source)" if has_ipv6() else ""))
+
+
 def check_bind(proxy):
     # DST.ADDR of a BIND: the address of the peer the client expects.
     s, rep, host, port = request(proxy, 2, "127.0.0.1" if family_of(proxy[0]) ==
@@ -535,6 +559,8 @@ def main():
     proxy = (sys.argv[1], int(sys.argv[2]))
     check = sys.argv[3]
     pid = int(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[4] == "--pid" else None
+    if check.startswith("udp-source="):
+        return check_udp_source(proxy, check.split("=", 1)[1])
     checks = {
         "udp4": lambda: check_udp4(proxy),
         "udp-name": lambda: check_udp_name(proxy),

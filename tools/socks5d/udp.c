@@ -238,7 +238,9 @@ static int out_socket(struct s5_udp *u, int family, ac_dispatcher **out)
             u->out_err[i] = udp_socket(u, &out_handlers, family, src, u->source_len, &u->out[i]);
         if (u->out_err[i] < 0)
             tool_log(TOOL_DEBUG, "udp %s: no socket toward IPv%d destinations: %s", u->name,
-                     i ? 6 : 4, strerror(-u->out_err[i]));
+                     i ? 6 : 4,
+                     src && u->source.ss_family != family ? "-b gave an address of the other family"
+                                                          : strerror(-u->out_err[i]));
     }
     *out = u->out[i];
     return u->out_err[i];
