@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 8 item 16: building and installing needs no test dependency.  A
-# scratch tree is configured with pkg-config's search path emptied, so
-# Criterion (and every other .pc) is invisible; then `all` must build, the
+# scratch tree is configured with pkg-config's search path emptied but for
+# c-ares (a build dependency: libasyncore-resolver, issue 11), so Criterion
+# (and every other .pc) is invisible; then `all` must build, the
 # library and tools must install, and ctest must list the one test that
 # stands for the missing suites and must fail.
 # Usage: no_criterion.sh SOURCE_DIR
@@ -19,6 +20,10 @@ fail() {
     exit 1
 }
 
+cares_pc=$(pkg-config --variable=pcfiledir libcares)/libcares.pc
+[ -f "$cares_pc" ] || fail "libcares.pc not found (libc-ares-dev)"
+mkdir "$tmp/empty"
+ln -s "$cares_pc" "$tmp/empty/libcares.pc"
 export PKG_CONFIG_LIBDIR=$tmp/empty
 PKG_CONFIG_PATH='' pkg-config --exists criterion && fail "Criterion is still visible"
 

@@ -226,27 +226,20 @@ static int tcp_accepted(ac_dispatcher *d, int fd, const struct sockaddr *a, sock
 static const ac_handlers tcp_listen_handlers = {.name = "fake_dns_listen",
                                                 .handle_accepted = tcp_accepted};
 
-/* Listen for DNS over TCP on the UDP server's port too. */
-static TK_UNUSED void fake_dns_tcp(struct fake_dns *f, ac_map *m)
-{
-    ac_dispatcher *l = ac_dispatcher_new(m, &tcp_listen_handlers, f);
-    cr_assert_eq(ac_create_socket(l, AF_INET, SOCK_STREAM), 0);
-    struct sockaddr_storage ss;
-    socklen_t len = tk_loopback(AF_INET, &ss);
-    ((struct sockaddr_in *)&ss)->sin_port = htons(f->port);
-    cr_assert_eq(ac_bind(l, (struct sockaddr *)&ss, len), 0);
-    cr_assert_eq(ac_listen(l, 16), 0);
-}
-
-/* Start the server on 127.0.0.1, port from the kernel. */
-static TK_UNUSED void fake_dns_start(struct fake_dns *f, ac_map *m)
+/* The UDP server on 127.0.0.1:port (0: the kernel's); false if that port
+ * is taken. */
+static bool fake_dns_udp(struct fake_dns *f, ac_map *m, uint16_t port)
 {
     f->d = ac_dispatcher_new(m, &fake_dns_handlers, f);
     cr_assert_not_null(f->d);
     cr_assert_eq(ac_create_socket(f->d, AF_INET, SOCK_DGRAM), 0);
     struct sockaddr_storage ss;
     socklen_t len = tk_loopback(AF_INET, &ss);
-    cr_assert_eq(ac_bind(f->d, (struct sockaddr *)&ss, len), 0);
+    ((struct sockaddr_in *)&ss)->sin_port = htons(port);
+    if (ac_bind(f->d, (struct sockaddr *)&ss, len) < 0) {
+        ac_close(f->d);
+        return false;
+    }
     /* Room for every query of a burst of hundreds (root may pass rmem_max). */
     int size = 4 << 20;
     if (setsockopt(ac_fd(f->d), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
@@ -256,6 +249,51 @@ static TK_UNUSED void fake_dns_start(struct fake_dns *f, ac_map *m)
     f->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     snprintf(f->servers, sizeof(f->servers), "127.0.0.1:%u", f->port);
     ac_set_writing(f->d, false);
+    return true;
+}
+
+/* Start the server on 127.0.0.1, port from the kernel. */
+static TK_UNUSED void fake_dns_start(struct fake_dns *f, ac_map *m)
+{
+    cr_assert(fake_dns_udp(f, m, 0));
+}
+
+/* A TCP listener on 127.0.0.1:port (0: the kernel's), or NULL. */
+static ac_dispatcher *tcp_listener(struct fake_dns *f, ac_map *m, uint16_t port, uint16_t *out)
+{
+    ac_dispatcher *l = ac_dispatcher_new(m, &tcp_listen_handlers, f);
+    cr_assert_eq(ac_create_socket(l, AF_INET, SOCK_STREAM), 0);
+    struct sockaddr_storage ss;
+    socklen_t len = tk_loopback(AF_INET, &ss);
+    ((struct sockaddr_in *)&ss)->sin_port = htons(port);
+    if (ac_bind(l, (struct sockaddr *)&ss, len) < 0) {
+        ac_close(l);
+        return NULL;
+    }
+    cr_assert_eq(ac_listen(l, 16), 0);
+    len = sizeof(ss);
+    cr_assert_eq(getsockname(ac_fd(l), (struct sockaddr *)&ss, &len), 0);
+    *out = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return l;
+}
+
+/* Listen for DNS over TCP on the UDP server's port too.  When another
+ * TCP socket holds that number, both move to a port free for both: make
+ * the resolver after this. */
+static TK_UNUSED void fake_dns_tcp(struct fake_dns *f, ac_map *m)
+{
+    uint16_t port;
+    if (tcp_listener(f, m, f->port, &port))
+        return;
+    ac_close(f->d);
+    for (int i = 0; i < 100; i++) {
+        ac_dispatcher *l = tcp_listener(f, m, 0, &port);
+        cr_assert_not_null(l);
+        if (fake_dns_udp(f, m, port))
+            return;
+        ac_close(l);
+    }
+    cr_assert_fail("no port free for both UDP and TCP");
 }
 
 /* A resolver of m that asks f only, with a short timeout. */

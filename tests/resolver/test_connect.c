@@ -85,8 +85,9 @@ static uint16_t port_of(const struct sockaddr_storage *ss)
                                           : ((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
-/* A listener of the family on the given port (0: the kernel's). */
-static int listener_on(int family, uint16_t port, int backlog, uint16_t *out_port)
+/* A socket of the family bound to loopback:port (0: the kernel's), or -1
+ * when that port is taken.  Its port goes to *out_port. */
+static int bound_on(int family, uint16_t port, uint16_t *out_port)
 {
     int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     cr_assert_geq(fd, 0);
@@ -99,9 +100,11 @@ static int listener_on(int family, uint16_t port, int backlog, uint16_t *out_por
         ((struct sockaddr_in *)&ss)->sin_port = htons(port);
     else
         ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&ss, len), 0, "bind: %s", strerror(errno));
-    if (backlog >= 0)
-        cr_assert_eq(listen(fd, backlog), 0);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
+        cr_assert(port && errno == EADDRINUSE, "bind: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
     len = sizeof(ss);
     cr_assert_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
     if (out_port)
@@ -109,19 +112,50 @@ static int listener_on(int family, uint16_t port, int backlog, uint16_t *out_por
     return fd;
 }
 
-/* A listener whose accept queue is full: a SYN to it is dropped and the
- * connect hangs, as towards a host that is down (a blackhole).  The
- * connection filling it is returned in *filler. */
-static int blackhole(int family, uint16_t port, uint16_t *out_port, int *filler)
+/* A listener of the family, port from the kernel. */
+static int listener_on(int family, int backlog, uint16_t *out_port)
 {
-    int l = listener_on(family, port, 0, out_port);
+    int fd = bound_on(family, 0, out_port);
+    cr_assert_eq(listen(fd, backlog), 0);
+    return fd;
+}
+
+/* Sockets bound to the same port of 127.0.0.1 and ::1, not listening yet:
+ * a port free in both (another program may hold the number in one). */
+static uint16_t same_port(int *fd4, int *fd6)
+{
+    for (int i = 0; i < 100; i++) {
+        uint16_t port;
+        *fd4 = bound_on(AF_INET, 0, &port);
+        *fd6 = bound_on(AF_INET6, port, NULL);
+        if (*fd6 >= 0)
+            return port;
+        close(*fd4);
+    }
+    cr_assert_fail("no port free on both 127.0.0.1 and ::1");
+    return 0;
+}
+
+/* Make bound socket fd a listener whose accept queue is full: a SYN to it
+ * is dropped and the connect hangs, as towards a host that is down (a
+ * blackhole).  Returns the connection filling it. */
+static int fill(int fd, int family, uint16_t port)
+{
+    cr_assert_eq(listen(fd, 0), 0);
     struct sockaddr_storage ss;
     socklen_t len = tk_loopback(family, &ss);
     if (family == AF_INET)
-        ((struct sockaddr_in *)&ss)->sin_port = htons(*out_port);
+        ((struct sockaddr_in *)&ss)->sin_port = htons(port);
     else
-        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(*out_port);
-    *filler = tk_connect_raw(&ss, len);
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+    return tk_connect_raw(&ss, len);
+}
+
+/* A blackhole of the family, port from the kernel (see fill). */
+static int blackhole(int family, uint16_t *out_port, int *filler)
+{
+    int l = bound_on(family, 0, out_port);
+    *filler = fill(l, family, *out_port);
     return l;
 }
 
@@ -140,7 +174,7 @@ Test(connect, numeric_address, .timeout = 10, .description = "connects; fd and a
     struct fixture fx = {0};
     setup(&fx);
     uint16_t port;
-    int l = listener_on(AF_INET, 0, 4, &port);
+    int l = listener_on(AF_INET, 4, &port);
     struct outcome o = {0};
     start(&fx, "127.0.0.1", port, NULL, &o);
     cr_assert(rig_wait_count(fx.m, &o.calls, 1, 5.0));
@@ -180,9 +214,9 @@ Test(connect, ipv6_refused_falls_back_to_ipv4, .timeout = 10,
     cr_assert(tk_ipv6_ok());
     struct fixture fx = {0};
     setup(&fx);
-    uint16_t port;
-    int l4 = listener_on(AF_INET, 0, 4, &port);
-    int h6 = listener_on(AF_INET6, port, -1, NULL); /* bound, not listening: refused */
+    int l4, h6; /* h6 bound, not listening: refused */
+    uint16_t port = same_port(&l4, &h6);
+    cr_assert_eq(listen(l4, 4), 0);
     fake_dns_add(&fx.dns,
                  (struct rig_name){.name = "dual.test", .v4 = {"127.0.0.1"}, .v6 = {"::1"}});
     ac_connect_config cfg = {.filter = record};
@@ -208,10 +242,10 @@ Test(connect, ipv6_blackhole_ipv4_after_the_head_start, .timeout = 10,
     cr_assert(tk_ipv6_ok());
     struct fixture fx = {0};
     setup(&fx);
-    uint16_t port;
-    int filler;
-    int l4 = listener_on(AF_INET, 0, 4, &port);
-    int l6 = blackhole(AF_INET6, port, &port, &filler);
+    int l4, l6;
+    uint16_t port = same_port(&l4, &l6);
+    cr_assert_eq(listen(l4, 4), 0);
+    int filler = fill(l6, AF_INET6, port);
     fake_dns_add(&fx.dns,
                  (struct rig_name){.name = "dual.test", .v4 = {"127.0.0.1"}, .v6 = {"::1"}});
     struct outcome o = {0};
@@ -237,9 +271,10 @@ Test(connect, both_work_ipv6_wins, .timeout = 10)
     cr_assert(tk_ipv6_ok());
     struct fixture fx = {0};
     setup(&fx);
-    uint16_t port;
-    int l4 = listener_on(AF_INET, 0, 4, &port);
-    int l6 = listener_on(AF_INET6, port, 4, NULL);
+    int l4, l6;
+    uint16_t port = same_port(&l4, &l6);
+    cr_assert_eq(listen(l4, 4), 0);
+    cr_assert_eq(listen(l6, 4), 0);
     fake_dns_add(
         &fx.dns,
         (struct rig_name){.name = "dual.test", .v4 = {"127.0.0.1", "127.0.0.2"}, .v6 = {"::1"}});
@@ -281,7 +316,7 @@ Test(connect, bind_addr_is_the_source, .timeout = 10,
     struct fixture fx = {0};
     setup(&fx);
     uint16_t port;
-    int l4 = listener_on(AF_INET, 0, 4, &port);
+    int l4 = listener_on(AF_INET, 4, &port);
     fake_dns_add(&fx.dns,
                  (struct rig_name){.name = "dual.test", .v4 = {"127.0.0.1"}, .v6 = {"::1"}});
     struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000002)};
@@ -326,7 +361,7 @@ Test(connect, timeout_while_connecting, .timeout = 10,
     setup(&fx);
     uint16_t port;
     int filler;
-    int l = blackhole(AF_INET, 0, &port, &filler);
+    int l = blackhole(AF_INET, &port, &filler);
     ac_connect_config cfg = {.timeout = 0.3};
     struct outcome o = {0};
     double t0 = tk_clock();
@@ -373,7 +408,7 @@ Test(connect, cancelled_never_calls_back, .timeout = 10,
     setup(&fx);
     uint16_t port;
     int filler;
-    int l = blackhole(AF_INET, 0, &port, &filler);
+    int l = blackhole(AF_INET, &port, &filler);
     fake_dns_add(&fx.dns, (struct rig_name){.name = "hole.test", .v4 = {"127.0.0.1"}});
     struct outcome a = {0}, b = {0}, c = {0};
     ac_connect_req *ca = start(&fx, "hole.test", port, NULL, &a);
@@ -402,7 +437,7 @@ Test(connect, resolver_freed_or_map_closed_in_flight, .timeout = 10,
     setup(&fx);
     uint16_t port;
     int filler;
-    int l = blackhole(AF_INET, 0, &port, &filler);
+    int l = blackhole(AF_INET, &port, &filler);
     fx.dns.silent = true;
     struct outcome a = {0}, b = {0};
     start(&fx, "127.0.0.1", port, NULL, &a);
@@ -470,7 +505,7 @@ Test(connect_name, handle_connect_runs, .timeout = 10,
     struct fixture fx = {0};
     setup(&fx);
     uint16_t port;
-    int l = listener_on(AF_INET, 0, 4, &port);
+    int l = listener_on(AF_INET, 4, &port);
     fake_dns_add(&fx.dns, (struct rig_name){.name = "svc.test", .v4 = {"127.0.0.1"}});
     ac_dispatcher *d = ac_dispatcher_new(fx.m, &named, NULL);
     cr_assert_eq(ac_connect_name(d, fx.r, "svc.test", port, NULL), 0);
@@ -510,7 +545,7 @@ Test(connect_name, closing_d_cancels, .timeout = 10,
     setup(&fx);
     uint16_t port;
     int filler;
-    int l = blackhole(AF_INET, 0, &port, &filler);
+    int l = blackhole(AF_INET, &port, &filler);
     fx.dns.silent = true;
     ac_dispatcher *a = ac_dispatcher_new(fx.m, &named, NULL);
     ac_dispatcher *b = ac_dispatcher_new(fx.m, &named, NULL);
@@ -570,7 +605,7 @@ Test(connect, filter_cancels_or_frees, .timeout = 10,
     struct fixture fx = {0};
     setup(&fx);
     uint16_t port;
-    int l = listener_on(AF_INET, 0, 4, &port);
+    int l = listener_on(AF_INET, 4, &port);
     struct outcome o = {0};
     ac_connect_config cfg = {.filter = cancel_self};
     self = start(&fx, "127.0.0.1", port, &cfg, &o);
@@ -607,7 +642,7 @@ Test(connect_name, filter_closes_the_dispatcher, .timeout = 10)
     struct fixture fx = {0};
     setup(&fx);
     uint16_t port;
-    int l = listener_on(AF_INET, 0, 4, &port);
+    int l = listener_on(AF_INET, 4, &port);
     ac_dispatcher *d = ac_dispatcher_new(fx.m, &named, NULL);
     ac_connect_config cfg = {.filter = close_owner};
     cr_assert_eq(ac_connect_name(d, fx.r, "127.0.0.1", port, &cfg), 0);
@@ -627,7 +662,7 @@ Test(connect, attempt_closed_by_the_map, .timeout = 10,
     setup(&fx);
     uint16_t port;
     int filler;
-    int l = blackhole(AF_INET, 0, &port, &filler);
+    int l = blackhole(AF_INET, &port, &filler);
     struct outcome o = {0};
     start(&fx, "127.0.0.1", port, NULL, &o);
     for (int i = 0; i < 3; i++)

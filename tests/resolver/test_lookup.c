@@ -403,7 +403,20 @@ Test(lookup, truncated_answer_retried_over_tcp, .timeout = 10,
 {
     struct fixture fx = {0};
     setup(&fx, 1.0, 2);
+    /* Another TCP socket on the server's port: the rig moves both (the
+     * path a parallel run may need, taken every time here). */
+    struct sockaddr_storage ss;
+    socklen_t len = tk_loopback(AF_INET, &ss);
+    ((struct sockaddr_in *)&ss)->sin_port = htons(fx.dns.port);
+    int squatter = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* EADDRINUSE: someone else's TCP socket has it already, as well. */
+    cr_assert(bind(squatter, (struct sockaddr *)&ss, len) == 0 || errno == EADDRINUSE);
+    uint16_t old = fx.dns.port;
     fake_dns_tcp(&fx.dns, fx.m);
+    cr_assert_neq(fx.dns.port, old);
+    close(squatter);
+    ac_resolver_free(fx.r); /* the servers have moved */
+    fx.r = rig_resolver(fx.m, &fx.dns, 1.0, 2);
     fx.dns.truncate = true;
     fake_dns_add(&fx.dns, (struct rig_name){.name = "big.test",
                                             .v4 = {"192.0.2.1", "192.0.2.2", "192.0.2.3"}});
