@@ -699,7 +699,14 @@ static int session_read(ac_dispatcher *d)
         /* The request is read; what comes now is the tunnel's, or the
          * client's EOF: it waits in the socket for the relay.  Pausing
          * only now spares an epoll_ctl to every client that waits for its
-         * reply, as clients do. */
+         * reply, as clients do.  A reset ends the session now (select
+         * shows it as readable only; epoll and poll as a hang-up too). */
+        char c;
+        if (recv(ac_fd(d), &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno != EAGAIN &&
+            errno != EWOULDBLOCK && errno != EINTR) {
+            session_end(s);
+            return 0;
+        }
         ac_set_reading(d, false);
         return 0;
     }
