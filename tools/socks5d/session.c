@@ -531,6 +531,10 @@ static void start_request(struct s5_session *s)
         s->cmd = r->cmd == SOCKS_CMD_CONNECT ? S5_CMD_CONNECT
                  : r->cmd == SOCKS_CMD_BIND  ? S5_CMD_BIND
                                              : S5_CMD_UDP;
+    if (!s->dest) { /* out of memory (every later log line names it) */
+        s5_fail(s, SOCKS5_GENERAL_FAILURE);
+        return;
+    }
     if (s->denied) {
         s5_fail(s, SOCKS5_NOT_ALLOWED);
         return;
