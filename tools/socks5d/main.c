@@ -463,8 +463,8 @@ static bool setup(void)
                        s5_opt.auth ? "username/password" : "none");
     if (!s5_opt.auth && !is_loopback(&S.listen_addr))
         tool_log(TOOL_WARNING,
-                 "no authentication on %s: this is an open proxy for everyone who can reach it%s "
-                 "(-u/-P or --users to require a password)",
+                 "an open proxy: no password is asked of clients on %s, anyone who can reach "
+                 "it may use it%s (-u/-P or --users require one)",
                  S.listen_ip, s5_opt.allow.n ? " from the --allow ranges" : "");
     return true;
 }
