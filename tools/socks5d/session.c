@@ -349,6 +349,23 @@ static void relay_done(ac_relay *r, const ac_relay_stats *st, void *arg)
 /* Give the client's socket and fd_b (connected: the destination, or
  * BIND's peer) to a relay, with `reply` (the success reply) first for the
  * client and the bytes it pipelined first for fd_b. */
+/* The relay could not start (out of memory; -EMFILE under select), or
+ * not take the bytes to push: both sockets are closed, and the request
+ * logged as succeeded (its reply may have gone out already). */
+static void relay_failed(struct s5_session *s, int fd_a, int fd_b, int rc)
+{
+    tool_log(TOOL_WARNING, "relay: %s", strerror(-rc));
+    if (s->relay) {
+        ac_relay_abort(s->relay, true); /* relay_done frees s */
+        return;
+    }
+    close(fd_a);
+    close(fd_b);
+    s5_log_request(s, 0, 0);
+    session_unlink(s);
+    free_session(s);
+}
+
 void s5_handoff(struct s5_session *s, int fd_b, const uint8_t *reply, size_t len)
 {
     struct s5_handshake *h = s->hs;
@@ -387,18 +404,8 @@ void s5_handoff(struct s5_session *s, int fd_b, const uint8_t *reply, size_t len
     s->replied = left;
     free_handshake(s);
     s->state = ST_RELAY;
-    if (rc == 0)
-        return;
-    tool_log(TOOL_WARNING, "relay: %s", strerror(-rc));
-    if (s->relay) {
-        ac_relay_abort(s->relay, true); /* relay_done frees s */
-        return;
-    }
-    close(fd_a);
-    close(fd_b);
-    s5_log_request(s, 0, 0);
-    session_unlink(s);
-    free_session(s);
+    if (rc < 0)
+        relay_failed(s, fd_a, fd_b, rc);
 }
 
 /* --------------------------------------------------------------- CONNECT */
