@@ -6,7 +6,7 @@
 # tools/socks5d/socks5d is measured when it is there (else its column is
 # skipped, with a line saying so).  Measures, in one run, on loopback:
 #   direct      no proxy at all (the limit)
-#   socks5d     tools/socks5d/socks5d -i 127.0.0.1 -p PORT (this project)
+#   socks5d     tools/socks5d/socks5d -q -i 127.0.0.1 -p PORT (this project)
 #   microsocks  microsocks -i 127.0.0.1 -p PORT            (Debian)
 #   dante       danted -f FILE (Debian's dante-server; its default process
 #               model: a mother process and pools of children)
@@ -318,7 +318,7 @@ start_proxy() {  # proxy ; sets PRX_PID PRX_PORT (direct: none)
     PRX_PID='' PRX_PORT=''
     case $1 in
     direct) return 0 ;;
-    socks5d) start_port0 "$SOCKS5D" -i 127.0.0.1 -p PORT ;;
+    socks5d) start_port0 "$SOCKS5D" -q -i 127.0.0.1 -p PORT ;;
     microsocks) start_port0 microsocks -i 127.0.0.1 -p PORT ;;
     dante)
         PRX_PORT=$(free_port)
