@@ -246,3 +246,27 @@ T(ports_ignored, "the port and scope of a socket address play no part")
     ((struct sockaddr_in6 *)&ss)->sin6_port = 0;
     cr_assert(cidr_match(&c, (const struct sockaddr *)&ss));
 }
+
+static bool same(const char *a, const char *b)
+{
+    struct sockaddr_storage x = sa_of(a), y = sa_of(b);
+    return cidr_same_ip((const struct sockaddr *)&x, (const struct sockaddr *)&y);
+}
+
+T(same_ip_compares_addresses, "cidr_same_ip: one IP whatever its form and port (BIND, UDP)")
+{
+    cr_assert(same("127.0.0.1", "127.0.0.1"));
+    cr_assert(same("127.0.0.1", "::ffff:127.0.0.1"));
+    cr_assert(same("::1", "0:0::1"));
+    cr_assert_not(same("127.0.0.1", "127.0.0.2"));
+    cr_assert_not(same("::1", "::2"));
+    cr_assert_not(same("0.0.0.1", "::1"));
+    struct sockaddr_storage x = sa_of("127.0.0.1"), none;
+    memset(&none, 0, sizeof none); /* AF_UNSPEC: no IP */
+    cr_assert_not(cidr_same_ip((const struct sockaddr *)&x, (const struct sockaddr *)&none));
+    uint8_t form[16];
+    cr_assert(cidr_ipv6_form((const struct sockaddr *)&x, form));
+    const uint8_t want[16] = {[10] = 0xff, [11] = 0xff, [12] = 127, [15] = 1};
+    cr_assert_arr_eq(form, want, 16);
+    cr_assert_not(cidr_ipv6_form(NULL, form));
+}

@@ -107,8 +107,7 @@ void cidr_list_free(struct cidr_list *l)
     l->n = l->cap = 0;
 }
 
-/* sa's address in the IPv6 form; false for a family that has none. */
-static bool ipv6_form(const struct sockaddr *sa, uint8_t out[16])
+bool cidr_ipv6_form(const struct sockaddr *sa, uint8_t out[16])
 {
     if (!sa)
         return false;
@@ -139,16 +138,22 @@ static bool match_form(const struct cidr *c, const uint8_t a[16])
 bool cidr_match(const struct cidr *c, const struct sockaddr *sa)
 {
     uint8_t a[16];
-    return c && ipv6_form(sa, a) && match_form(c, a);
+    return c && cidr_ipv6_form(sa, a) && match_form(c, a);
 }
 
 bool cidr_list_match(const struct cidr_list *l, const struct sockaddr *sa)
 {
     uint8_t a[16];
-    if (!l || !ipv6_form(sa, a))
+    if (!l || !cidr_ipv6_form(sa, a))
         return false;
     for (size_t i = 0; i < l->n; i++)
         if (match_form(&l->v[i], a))
             return true;
     return false;
+}
+
+bool cidr_same_ip(const struct sockaddr *a, const struct sockaddr *b)
+{
+    uint8_t x[16], y[16];
+    return cidr_ipv6_form(a, x) && cidr_ipv6_form(b, y) && memcmp(x, y, sizeof x) == 0;
 }

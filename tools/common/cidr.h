@@ -41,6 +41,14 @@ void cidr_list_free(struct cidr_list *l);
 
 /* Whether sa (AF_INET or AF_INET6; anything else never matches) is in c. */
 bool cidr_match(const struct cidr *c, const struct sockaddr *sa);
+
+/* sa's address in the IPv6 form (IPv4 as ::ffff:a.b.c.d) into out; false
+ * for NULL or a family other than AF_INET and AF_INET6. */
+bool cidr_ipv6_form(const struct sockaddr *sa, uint8_t out[16]);
+
+/* Whether a and b hold the same IP, ports aside (IPv4 and its ::ffff:
+ * form are the same IP); false if either has no IP. */
+bool cidr_same_ip(const struct sockaddr *a, const struct sockaddr *b);
 bool cidr_list_match(const struct cidr_list *l, const struct sockaddr *sa);
 
 #endif /* TOOL_CIDR_H */

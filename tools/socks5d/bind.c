@@ -37,21 +37,10 @@ static bool unspecified(const struct sockaddr_storage *ss)
            IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
-static bool same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return false;
-    if (a->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-    return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                   &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
-}
-
 static bool expected(const struct s5_handshake *h, const struct sockaddr_storage *peer)
 {
     for (size_t i = 0; i < h->nfrom; i++)
-        if (same_ip(&h->from[i], peer))
+        if (cidr_same_ip((const struct sockaddr *)&h->from[i], (const struct sockaddr *)peer))
             return true;
     return h->nfrom == 0;
 }

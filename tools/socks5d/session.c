@@ -67,21 +67,10 @@ static struct {
     size_t n, cap;
 } trusted = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static void ip16(const struct sockaddr *sa, uint8_t out[16])
-{
-    static const uint8_t mapped[12] = {[10] = 0xff, [11] = 0xff};
-    if (sa->sa_family == AF_INET) {
-        memcpy(out, mapped, 12);
-        memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    } else {
-        memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-    }
-}
-
 static bool trusted_has(const struct sockaddr *sa)
 {
     uint8_t ip[16];
-    ip16(sa, ip);
+    cidr_ipv6_form(sa, ip); /* a client's address: always IPv4 or IPv6 */
     pthread_mutex_lock(&trusted.lock);
     bool found = false;
     for (size_t i = 0; i < trusted.n && !found; i++)
@@ -95,7 +84,7 @@ static void trusted_add(const struct sockaddr *sa)
     if (trusted_has(sa))
         return;
     uint8_t ip[16];
-    ip16(sa, ip);
+    cidr_ipv6_form(sa, ip); /* a client's address: always IPv4 or IPv6 */
     pthread_mutex_lock(&trusted.lock);
     if (trusted.n == trusted.cap) {
         size_t cap = trusted.cap ? 2 * trusted.cap : 16;

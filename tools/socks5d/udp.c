@@ -123,18 +123,6 @@ static void set_port(void *sa, uint16_t net_port)
         ((struct sockaddr_in6 *)sa)->sin6_port = net_port;
 }
 
-/* Whether a and b (both unmapped) have the same IP. */
-static bool same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return false;
-    if (a->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-    return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                   &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
-}
-
 static bool denied(const struct s5_udp *u, const struct sockaddr_storage *sa)
 {
     return u->deny && cidr_list_match(u->deny, (const struct sockaddr *)sa);
@@ -408,7 +396,8 @@ static const char *to_name(struct s5_udp *u, const char *host, uint16_t port, co
 /* Only the associated client (udp.h): its IP, and its port once known. */
 static bool from_the_client(const struct s5_udp *u, const struct sockaddr_storage *from)
 {
-    return same_ip(from, &u->client) && (!u->port_known || port_of(from) == port_of(&u->client));
+    return cidr_same_ip((const struct sockaddr *)from, (const struct sockaddr *)&u->client) &&
+           (!u->port_known || port_of(from) == port_of(&u->client));
 }
 
 /* A datagram on the client's socket: NULL once sent or queued, or why it
